@@ -1,0 +1,120 @@
+"""The typer application every command module registers on, and the one-line error handling."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from latkit.errors import LatkitError
+
+app = typer.Typer(
+    name="latkit",
+    help=(
+        "Measure op latency on a CPU, an NVIDIA GPU or an Android phone, fit a latency "
+        "predictor F(op), and run a ProxylessNAS search against it."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+DB_HELP = "SQLite measurement store."
+DEFAULT_DB = "data/latkit.sqlite"
+
+
+def main() -> None:
+    """Entry point: run the app, turning LatkitError and Ctrl-C into one clear line."""
+    try:
+        app()
+    except LatkitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted[/]: everything measured so far is in the store; "
+            "run the same command again to continue."
+        )
+        sys.exit(130)
+
+
+def open_store(db: str):
+    """The store at `db` (created on first use)."""
+    from latkit.store import MeasurementStore
+
+    return MeasurementStore(db)
+
+
+def resolve_device(value: str, store=None):
+    """A device file path, or the name of a device already in the store.
+
+    Returns the DeviceConfig when one is known (a file, or a name whose file was registered),
+    else the bare name (imported data has a name but no file).
+    """
+    from pathlib import Path
+
+    from latkit.devices import load_device, parse_device
+
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_device(path)
+    if store is not None:
+        known = store.device(value)
+        if known is not None:
+            if known["config"]:
+                return parse_device(known["config"], known["source"] or value)
+            return value
+        names = store.devices()
+        hint = f"; devices in {store.path}: {', '.join(names)}" if names else ""
+        raise LatkitError(f"--device {value!r} is neither a device file nor a known device{hint}")
+    raise LatkitError(f"--device {value!r}: device file not found")
+
+
+def require_config(device, what: str):
+    """`device` as a DeviceConfig, or an error saying that `what` needs a real device file."""
+    from latkit.devices import DeviceConfig
+
+    if isinstance(device, DeviceConfig):
+        return device
+    raise LatkitError(f"{what} needs a device file: {device!r} is imported data with no profiler")
+
+
+def device_name(device) -> str:
+    return device if isinstance(device, str) else device.name
+
+
+def progress_bar():
+    """The rich progress bar every long command shows: description, bar, count, ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def write_json(path, payload) -> None:
+    import json
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    tmp.replace(target)

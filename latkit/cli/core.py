@@ -1,0 +1,140 @@
+"""Core commands: profile a space on a device, export the measurements, list spaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from latkit.cli.app import (
+    DB_HELP,
+    DEFAULT_DB,
+    app,
+    console,
+    device_name,
+    open_store,
+    progress_bar,
+    require_config,
+    resolve_device,
+    write_json,
+)
+from latkit.errors import LatkitError
+
+
+@app.command()
+def profile(
+    device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to profile on."),
+    space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
+    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
+    limit: int | None = typer.Option(None, min=1, help="Measure only the first N ops."),
+    fresh: bool = typer.Option(False, "--fresh", help="Re-measure ops already in the store."),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Skip ops already measured (the default); --no-resume = --fresh.",
+    ),
+    keep: bool = typer.Option(False, "--keep", help="Android: leave pushed files on the phone."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write a JSON summary here."),
+) -> None:
+    """Measure every distinct op of a search space on the device and store each row.
+
+    Interrupt it at any time: finished ops are committed one by one, and running the same
+    command again continues where it stopped without duplicating a row.
+    """
+    from latkit.spaces import load_space
+    from profilers import get_profiler
+    from profilers.session import profile_ops
+
+    with open_store(db) as store:
+        config = require_config(resolve_device(device, store), "profile")
+        ops = load_space(space).distinct_ops()
+        if limit:
+            ops = ops[:limit]
+        profiler = get_profiler(config)
+        if keep:
+            profiler.keep_files = True
+        try:
+            with progress_bar() as bar:
+                task = bar.add_task(f"profiling {config.name}", total=None)
+
+                def on_start(total: int, todo: int) -> None:
+                    bar.update(task, total=todo)
+                    if todo < total:
+                        console.print(f"resuming: {total - todo} of {total} ops already stored")
+
+                summary = profile_ops(
+                    profiler,
+                    ops,
+                    store,
+                    fresh=fresh or not resume,
+                    on_start=on_start,
+                    on_progress=lambda step: bar.advance(task, step),
+                )
+        finally:
+            profiler.close()
+    table = Table(
+        title=f"profile of {summary.device}" + (f" ({summary.label})" if summary.label else "")
+    )
+    for col in ("ops", "measured", "already stored", "median CV", "wall s", "timed s"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(summary.ops),
+        str(summary.measured),
+        str(summary.skipped),
+        f"{summary.median_cv:.2%}",
+        f"{summary.wall_s:.1f}",
+        f"{summary.timed_s:.1f}",
+    )
+    console.print(table)
+    if json_out:
+        write_json(json_out, summary.to_json())
+
+
+@app.command()
+def measurements(
+    device: str = typer.Option(..., "--device", "-d", help="Device file or stored device name."),
+    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
+    csv: Path | None = typer.Option(None, "--csv", help="Write the rows to this CSV file."),
+) -> None:
+    """Show or export a device's measured ops (one row per op and environment)."""
+    with open_store(db) as store:
+        name = device_name(resolve_device(device, store))
+        frame = store.dataframe(name)
+    if frame.empty:
+        raise LatkitError(
+            f"no measurements for device {name!r} in {db}; run `latkit profile` first"
+        )
+    if csv:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(csv, index=False)
+        console.print(f"wrote {len(frame)} rows to {csv}")
+        return
+    table = Table(title=f"{name}: {len(frame)} ops")
+    for col in ("key", "median_ms", "cv", "runtime", "threads", "batch"):
+        table.add_column(col)
+    for row in frame.itertuples():
+        table.add_row(
+            row.key,
+            f"{row.median_ms:.4f}",
+            f"{row.cv:.2%}",
+            row.runtime,
+            str(row.threads),
+            str(row.batch),
+        )
+    console.print(table)
+
+
+@app.command()
+def spaces() -> None:
+    """List the built-in search spaces and how many distinct ops each has."""
+    from latkit.spaces import builtin_spaces
+
+    table = Table(title="built-in search spaces")
+    for col in ("name", "layers", "distinct ops", "description"):
+        table.add_column(col)
+    for name, space in builtin_spaces().items():
+        table.add_row(
+            name, str(len(space.layers())), str(len(space.distinct_ops())), space.description
+        )
+    console.print(table)

@@ -1,0 +1,155 @@
+"""Torch modules for every op type, built from an `OpSpec` through a registry keyed by type.
+
+These are the reference implementations: every exporter (ONNX, TFLite) writes the weights of these
+modules, and every numerical check compares against them in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from latkit.errors import LatkitError
+from latkit.ops import OpSpec, se_channels
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu6": lambda: nn.ReLU6(inplace=False),
+    "hswish": lambda: nn.Hardswish(inplace=False),
+}
+
+
+def conv_bn(
+    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: str | None = "relu6"
+) -> nn.Sequential:
+    """Conv without bias, batch norm, optional activation: the building block of every op."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act is not None:
+        layers.append(ACTIVATIONS[act]())
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """once-for-all's SE: mean, 1x1 reduce, ReLU, 1x1 expand, hard sigmoid, scale."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        reduced = se_channels(channels)
+        self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean(dim=(2, 3), keepdim=True)
+        scale = self.expand(torch.relu(self.reduce(scale)))
+        return x * nn.functional.hardsigmoid(scale)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand (skipped at ratio 1), depthwise kxk, optional SE, 1x1 project."""
+
+    def __init__(self, spec: OpSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        mid = spec.mid
+        self.expand = (
+            conv_bn(spec.cin, mid, 1, groups=spec.groups, act=spec.act)
+            if spec.expand != 1
+            else None
+        )
+        self.depthwise = conv_bn(mid, mid, spec.kernel, spec.stride, groups=mid, act=spec.act)
+        self.se = SqueezeExcite(mid) if spec.se else None
+        self.project = conv_bn(mid, spec.cout, 1, groups=spec.groups, act=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x) if self.expand is not None else x
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
+        return out + x if self.spec.skip else out
+
+
+class Zero(nn.Module):
+    """ProxylessNAS's zero op: no computation. With an identity skip the block is the identity."""
+
+    def __init__(self, spec: OpSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.skip:
+            return x
+        s = self.spec.stride
+        return x.new_zeros(x.shape[0], self.spec.cout, -(-x.shape[2] // s), -(-x.shape[3] // s))
+
+
+class Logits(nn.Module):
+    """Global average pool (when the input is larger than 1x1) and a linear classifier."""
+
+    def __init__(self, spec: OpSpec) -> None:
+        super().__init__()
+        self.pool = spec.input_hw > 1
+        self.linear = nn.Linear(spec.cin, spec.cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.mean(dim=(2, 3)) if self.pool else x.flatten(1)
+        return self.linear(x)
+
+
+class GlobalPool(nn.Module):
+    def __init__(self, spec: OpSpec) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+MODULES: dict[str, Callable[[OpSpec], nn.Module]] = {
+    "mbconv": MBConv,
+    "zero": Zero,
+    "conv": lambda spec: conv_bn(spec.cin, spec.cout, spec.kernel, spec.stride, act=spec.act),
+    "linear": Logits,
+    "pool": GlobalPool,
+}
+
+
+def build_op(spec: OpSpec, seed: int | None = 0) -> nn.Module:
+    """The eval-mode module for `spec`, with seeded weights and non-trivial BN statistics."""
+    if spec.type not in MODULES:
+        raise LatkitError(f"no torch module for op type {spec.type!r}")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    with torch.random.fork_rng(enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        module = MODULES[spec.type](spec)
+        _randomize_bn(module, generator)
+    return module.eval()
+
+
+def _randomize_bn(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Fresh BN layers are the identity; give them real statistics so exporters must fold them."""
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            bn.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+            bn.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+            bn.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+def build_network(ops: Sequence[OpSpec], seed: int | None = 0) -> nn.Sequential:
+    """A whole network as the chain of its ops, each seeded differently."""
+    base = 0 if seed is None else seed
+    return nn.Sequential(
+        *(build_op(op, None if seed is None else base + i) for i, op in enumerate(ops))
+    ).eval()
+
+
+def example_input(spec: OpSpec, seed: int = 0) -> torch.Tensor:
+    """A random NCHW input of the op's shape and batch."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(spec.batch, spec.cin, spec.input_hw, spec.input_hw, generator=generator)

@@ -1,0 +1,329 @@
+"""Op specs: the unit that is profiled, predicted and searched over.
+
+An `OpSpec` is plain, hashable data. It round-trips exactly to and from the two key dialects that
+published latency tables use (ProxylessNAS and once-for-all), so measurements made by latkit and by
+others land in the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from latkit.errors import LatkitError
+
+OpType = Literal["mbconv", "zero", "conv", "linear", "pool"]
+OP_TYPES: tuple[str, ...] = ("mbconv", "zero", "conv", "linear", "pool")
+ACTS: tuple[str, ...] = ("relu6", "hswish")
+DIALECTS: tuple[str, ...] = ("proxylessnas", "ofa")
+
+
+class KeyError_(LatkitError):
+    """A latency-table key that does not follow either dialect."""
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels the way MobileNet-family code does, never dropping more than 10%."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op at one position shape. `expand` is the ratio: mid channels = round(cin * expand)."""
+
+    type: str
+    input_hw: int
+    cin: int
+    cout: int
+    stride: int = 1
+    kernel: int = 1
+    expand: float = 1.0
+    groups: int = 1
+    se: bool = False
+    act: str = "relu6"
+    skip: bool = False
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        if self.type not in OP_TYPES:
+            raise LatkitError(f"op type {self.type!r} is not one of {', '.join(OP_TYPES)}")
+        if self.act not in ACTS:
+            raise LatkitError(f"op act {self.act!r} is not one of {', '.join(ACTS)}")
+        for name in ("input_hw", "cin", "cout", "stride", "kernel", "groups", "batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LatkitError(f"op field {name} must be a positive integer, got {value!r}")
+        if not self.expand > 0:
+            raise LatkitError(f"op field expand must be positive, got {self.expand!r}")
+        if self.type == "mbconv" and (self.mid % self.groups or self.cout % self.groups):
+            raise LatkitError(
+                f"op groups={self.groups} must divide mid={self.mid} and cout={self.cout}"
+            )
+        if self.skip and (self.stride != 1 or self.cin != self.cout):
+            raise LatkitError("an identity skip needs stride 1 and cin == cout")
+
+    @property
+    def mid(self) -> int:
+        """Channels after the 1x1 expansion."""
+        return int(round(self.cin * self.expand))
+
+    @property
+    def output_hw(self) -> int:
+        if self.type == "linear" or self.type == "pool":
+            return 1
+        return -(-self.input_hw // self.stride)
+
+    def replace(self, **changes: Any) -> OpSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OpSpec:
+        """Build from a plain dict, e.g. a CSV row or a JSON line; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise LatkitError(f"unknown op field(s): {', '.join(sorted(unknown))}")
+        coerced: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in data:
+                continue
+            value = data[field.name]
+            if field.type == "int":
+                value = _as_int(field.name, value)
+            elif field.type == "float":
+                value = float(value)
+            elif field.type == "bool":
+                value = _as_bool(field.name, value)
+            coerced[field.name] = value
+        return cls(**coerced)
+
+    # --- cost features, used by predictors ---------------------------------------------------
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one batch-1 forward pass."""
+        h_in, h_out = self.input_hw, self.output_hw
+        if self.type == "mbconv":
+            macs = 0
+            if self.expand != 1:
+                macs += h_in * h_in * self.cin * self.mid // self.groups
+            macs += h_out * h_out * self.mid * self.kernel * self.kernel
+            if self.se:
+                red = se_channels(self.mid)
+                macs += 2 * self.mid * red
+            macs += h_out * h_out * self.mid * self.cout // self.groups
+            return macs
+        if self.type == "conv":
+            return h_out * h_out * self.cin * self.cout * self.kernel * self.kernel
+        if self.type == "linear":
+            return self.cin * self.cout
+        return 0
+
+    @property
+    def params(self) -> int:
+        """Weights, with batch norm counted as scale and shift (it folds into the convs)."""
+        if self.type == "mbconv":
+            params = 0
+            if self.expand != 1:
+                params += self.cin * self.mid // self.groups + 2 * self.mid
+            params += self.mid * self.kernel * self.kernel + 2 * self.mid
+            if self.se:
+                red = se_channels(self.mid)
+                params += 2 * self.mid * red + red + self.mid
+            params += self.mid * self.cout // self.groups + 2 * self.cout
+            return params
+        if self.type == "conv":
+            return self.cin * self.cout * self.kernel * self.kernel + 2 * self.cout
+        if self.type == "linear":
+            return self.cin * self.cout + self.cout
+        return 0
+
+    @property
+    def activation_bytes(self) -> int:
+        """Float32 bytes read and written between layers (inputs, intermediates, outputs)."""
+        h_in, h_out = self.input_hw, self.output_hw
+        elems = h_in * h_in * self.cin + h_out * h_out * self.cout
+        if self.type == "mbconv":
+            if self.expand != 1:
+                elems += h_in * h_in * self.mid
+            elems += h_out * h_out * self.mid
+        return 4 * self.batch * elems
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        """The ProxylessNAS-dialect key: the canonical name of this op everywhere in latkit."""
+        return to_key(self, "proxylessnas")
+
+
+def se_channels(mid: int) -> int:
+    """Squeeze-excite bottleneck width, as in once-for-all (mid / 4, divisible by 8)."""
+    return make_divisible(mid // 4, 8)
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise LatkitError(f"op field {name} must be an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise LatkitError(f"op field {name} must be an integer, got {value!r}")
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "1.0"):
+        return True
+    if text in ("0", "false", "no", "0.0", ""):
+        return False
+    raise LatkitError(f"op field {name} must be true/false or 1/0, got {value!r}")
+
+
+# --- key dialects ------------------------------------------------------------------------------
+
+_SHAPE = r"(\d+)x(\d+)x(\d+)"
+_MBCONV = re.compile(
+    rf"^expanded_conv-input:{_SHAPE}-output:{_SHAPE}-expand:([0-9.]+)-kernel:(\d+)-stride:(\d+)"
+    r"-idskip:([01])(?P<rest>(?:-[a-z_]+:[0-9.]+)*)$"
+)
+_CONV = re.compile(rf"^(Conv(?:_\d+)?)-input:{_SHAPE}-output:{_SHAPE}$")
+_LOGITS = re.compile(rf"^Logits-input:{_SHAPE}-output:(\d+)$")
+_POOL = re.compile(rf"^AvgPool2D-input:{_SHAPE}-output:{_SHAPE}$")
+_ZERO = re.compile(rf"^Zero-input:{_SHAPE}-output:{_SHAPE}$")
+
+
+def _fmt_ratio(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _conv_name(spec: OpSpec) -> str:
+    """Table names of convs: `Conv` is the stem, `Conv_1` the feature mix, `Conv_2` the 1x1 head."""
+    if spec.kernel != 1:
+        return "Conv"
+    return "Conv_2" if spec.input_hw == 1 else "Conv_1"
+
+
+def to_key(spec: OpSpec, dialect: str = "proxylessnas") -> str:
+    """Render `spec` in a dialect. Fields a dialect cannot hold are appended only when non-default,
+    so published keys stay byte-identical and latkit's own keys stay unambiguous."""
+    if dialect not in DIALECTS:
+        raise LatkitError(f"key dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
+    hi, ho = spec.input_hw, spec.output_hw
+    io = f"input:{hi}x{hi}x{spec.cin}-output:{ho}x{ho}x{spec.cout}"
+    if spec.type == "conv":
+        return f"{_conv_name(spec)}-{io}"
+    if spec.type == "linear":
+        return f"Logits-input:{hi}x{hi}x{spec.cin}-output:{spec.cout}"
+    if spec.type == "pool":
+        return f"AvgPool2D-{io}"
+    if spec.type == "zero":
+        return f"Zero-{io}"
+    expand = str(spec.mid) if dialect == "ofa" else _fmt_ratio(spec.expand)
+    key = (
+        f"expanded_conv-{io}-expand:{expand}-kernel:{spec.kernel}-stride:{spec.stride}"
+        f"-idskip:{int(spec.skip)}"
+    )
+    if dialect == "ofa":
+        key += f"-se:{int(spec.se)}-hs:{int(spec.act == 'hswish')}"
+    else:
+        if spec.se:
+            key += "-se:1"
+        if spec.act == "hswish":
+            key += "-hs:1"
+    if spec.groups != 1:
+        key += f"-groups:{spec.groups}"
+    return key
+
+
+def detect_dialect(key: str) -> str:
+    """`ofa` when an MBConv key carries se/hs fields and an expand that is a channel count."""
+    match = _MBCONV.match(key)
+    if match and "-se:" in match["rest"] and "-hs:" in match["rest"]:
+        if "-se:0" in match["rest"] or "-hs:0" in match["rest"]:
+            return "ofa"
+        cin, mid = int(match[3]), float(match[7])
+        if mid >= cin and mid.is_integer():
+            return "ofa"
+    return "proxylessnas"
+
+
+def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
+    """Parse a table key. `dialect=None` detects it; the result re-renders to the same string."""
+    dialect = dialect or detect_dialect(key)
+    if dialect not in DIALECTS:
+        raise LatkitError(f"key dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
+    if match := _MBCONV.match(key):
+        hi, _, cin, ho, _, cout = (int(match[i]) for i in range(1, 7))
+        expand_text, kernel, stride, skip = match[7], int(match[8]), int(match[9]), match[10] == "1"
+        extras = dict(part.split(":") for part in match["rest"].split("-")[1:])
+        unknown = set(extras) - {"se", "hs", "groups"}
+        if unknown:
+            raise KeyError_(f"key {key!r} has unknown field(s) {', '.join(sorted(unknown))}")
+        expand = float(expand_text) / cin if dialect == "ofa" else float(expand_text)
+        spec = OpSpec(
+            "mbconv",
+            hi,
+            cin,
+            cout,
+            stride=stride,
+            kernel=kernel,
+            expand=expand,
+            groups=int(extras.get("groups", 1)),
+            se=extras.get("se") == "1",
+            act="hswish" if extras.get("hs") == "1" else "relu6",
+            skip=skip,
+            batch=batch,
+        )
+        _check_shape(key, spec, ho)
+    elif match := _CONV.match(key):
+        name = match[1]
+        hi, cin, ho, cout = int(match[2]), int(match[4]), int(match[5]), int(match[7])
+        kernel = 3 if name == "Conv" else 1
+        stride = max(1, round(hi / ho))
+        spec = OpSpec(
+            "conv",
+            hi,
+            cin,
+            cout,
+            stride=stride,
+            kernel=kernel,
+            batch=batch,
+            act="hswish" if dialect == "ofa" else "relu6",
+        )
+        _check_shape(key, spec, ho)
+    elif match := _LOGITS.match(key):
+        spec = OpSpec("linear", int(match[1]), int(match[3]), int(match[4]), batch=batch)
+    elif match := _POOL.match(key):
+        spec = OpSpec("pool", int(match[1]), int(match[3]), int(match[6]), batch=batch)
+    elif match := _ZERO.match(key):
+        hi, cin, ho, cout = int(match[1]), int(match[3]), int(match[4]), int(match[6])
+        spec = OpSpec("zero", hi, cin, cout, stride=max(1, round(hi / ho)), batch=batch)
+        _check_shape(key, spec, ho)
+    else:
+        raise KeyError_(f"key {key!r} is not a ProxylessNAS or once-for-all latency-table key")
+    if to_key(spec, dialect) != key:
+        raise KeyError_(
+            f"key {key!r} does not round-trip (it re-renders as {to_key(spec, dialect)!r})"
+        )
+    return spec
+
+
+def _check_shape(key: str, spec: OpSpec, output_hw: int) -> None:
+    if spec.output_hw != output_hw:
+        raise KeyError_(
+            f"key {key!r}: stride {spec.stride} does not map {spec.input_hw} to {output_hw}"
+        )
