@@ -80,16 +80,16 @@ class Profiler(ABC):
         on_progress: Callable[[float], None] | None = None,
     ) -> None:
         """Time `ops` in chunks, interleaving rounds inside each chunk; report each op when done."""
+        step = 1.0 / max(1, self.plan.rounds)
+
+        def tick(_index: int) -> None:
+            if on_progress:
+                on_progress(step)
+
         for start in range(0, len(ops), CHUNK):
             chunk = ops[start : start + CHUNK]
             runners = [self.load([op]) for op in chunk]
-            step = 1.0 / max(1, self.plan.rounds)
-            results = measure_interleaved(
-                runners,
-                self.clock,
-                self.plan,
-                on_round=(lambda _i: on_progress(step)) if on_progress else None,
-            )
+            results = measure_interleaved(runners, self.clock, self.plan, on_round=tick)
             for op, m in zip(chunk, results):
                 on_measured(MeasuredOp.from_measurement(op, m))
             del runners
