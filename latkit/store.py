@@ -280,7 +280,7 @@ class MeasurementStore:
         frame = pd.read_sql_query(sql + " ORDER BY measured_at", self._conn, params=params)
         for col in ("se", "skip"):
             frame[col] = frame[col].astype(bool)
-        front = ["device", "key", *OP_FIELDS, *STAT_FIELDS]
+        front = ["key", *OP_FIELDS, *STAT_FIELDS]
         return frame[front + [c for c in frame.columns if c not in front]]
 
     # --- whole networks -------------------------------------------------------------------------

@@ -121,8 +121,13 @@ def _graphed(model: torch.nn.Module, x: torch.Tensor) -> Runner:
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph), torch.inference_mode():
-        model(x)
-    return graph.replay
+        output = model(x)
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return output
+
+    return replay
 
 
 def gpu_clocks() -> dict[str, object]:

@@ -29,16 +29,24 @@ DEFAULT_DB = "data/latkit.sqlite"
 def main() -> None:
     """Entry point: run the app, turning LatkitError and Ctrl-C into one clear line."""
     try:
-        app()
+        code = app(prog_name="latkit", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into exit status 130
+            raise KeyboardInterrupt
+        sys.exit(code if isinstance(code, int) else 0)
     except LatkitError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print(
             "[yellow]interrupted[/]: everything measured so far is in the store; "
             "run the same command again to continue."
         )
         sys.exit(130)
+    except Exception as exc:
+        if not (hasattr(exc, "show") and hasattr(exc, "exit_code")):
+            raise
+        exc.show()  # a usage error from the command-line parser
+        sys.exit(exc.exit_code)
 
 
 def open_store(db: str):

@@ -138,3 +138,83 @@ def spaces() -> None:
             name, str(len(space.layers())), str(len(space.distinct_ops())), space.description
         )
     console.print(table)
+
+
+@app.command("time-network")
+def time_network(
+    device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to time on."),
+    arch: list[Path] = typer.Option(
+        ..., "--arch", help="ProxylessNAS net.config JSON; repeatable."
+    ),
+    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
+    ops: bool = typer.Option(
+        True,
+        "--ops/--no-ops",
+        help="Also profile each network's ops, to print their sum beside it.",
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """Time whole networks end to end, next to the sum of their separately measured ops.
+
+    The gap between the two is what a per-op latency table cannot see (fusion, caches, launch
+    overhead); `latkit fit --networks` learns it.
+    """
+    from latkit.spaces import Network
+    from profilers import get_profiler
+    from profilers.session import profile_ops, register
+
+    rows = []
+    with open_store(db) as store:
+        config = require_config(resolve_device(device, store), "time-network")
+        profiler = get_profiler(config)
+        try:
+            register(store, config)
+            env = profiler.environment()
+            with progress_bar() as bar:
+                task = bar.add_task("networks", total=len(arch))
+                for path in arch:
+                    net = Network.load(path, batch=config.batch_size)
+                    result = profiler.measure_network(net)
+                    store.add_network(
+                        config.name,
+                        net.ops,
+                        result.stats,
+                        env,
+                        name=net.name,
+                        temperature_c=result.temperature_c,
+                    )
+                    op_sum = None
+                    if ops:
+                        timed = [op for op in net.ops if op.type != "zero"]
+                        profile_ops(profiler, timed, store)
+                        frame = store.dataframe(config.name, env.env_id).set_index("key")
+                        op_sum = float(frame.loc[[op.key for op in timed], "median_ms"].sum())
+                    rows.append(
+                        {
+                            "network": net.name,
+                            "measured_ms": result.stats.median_ms,
+                            "cv": result.stats.cv,
+                            "sum_of_ops_ms": op_sum,
+                        }
+                    )
+                    bar.advance(task)
+        finally:
+            profiler.close()
+    table = Table(
+        title=f"whole networks on {config.name}"
+        + (f" ({profiler.label})" if profiler.label else "")
+    )
+    for col in ("network", "measured ms", "sum of ops ms", "measured / sum", "CV"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        s = row["sum_of_ops_ms"]
+        table.add_row(
+            row["network"],
+            f"{row['measured_ms']:.3f}",
+            "-" if s is None else f"{s:.3f}",
+            "-" if s is None else f"{row['measured_ms'] / s:.3f}",
+            f"{row['cv']:.2%}",
+        )
+    console.print(table)
+    if json_out:
+        write_json(json_out, {"device": config.name, "networks": rows})

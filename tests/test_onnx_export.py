@@ -1,0 +1,56 @@
+"""ONNX export equals the torch modules in a real onnxruntime session, at the real input size."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from latkit.modules import build_network, example_input
+from latkit.ops import OpSpec
+from latkit.spaces import Network, load_space
+from profilers.onnx_export import export_onnx
+
+
+def _check(ops, tmp_path=None):
+    path = tmp_path / "m.onnx" if tmp_path else None
+    data = export_onnx(ops, path)
+    if path:
+        assert path.read_bytes() == data
+    model = onnx.load_from_string(data)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [ops[0].batch, ops[0].cin, ops[0].input_hw, ops[0].input_hw]
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    x = example_input(ops[0], seed=1)
+    (got,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = build_network(ops)(x).numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        OpSpec("mbconv", 56, 24, 24, kernel=7, expand=6, skip=True),
+        OpSpec("mbconv", 57, 24, 40, kernel=5, expand=3, stride=2),
+        OpSpec(
+            "mbconv", 14, 16, 16, kernel=3, expand=4, se=True, act="hswish", groups=2, skip=True
+        ),
+        OpSpec("conv", 224, 3, 32, kernel=3, stride=2),
+        OpSpec("linear", 7, 64, 10),
+        OpSpec("pool", 7, 32, 32),
+    ],
+    ids=lambda op: op.key,
+)
+def test_op_export_matches_torch(op, tmp_path):
+    _check([op], tmp_path)
+
+
+def test_whole_networks_match_torch(shared):
+    _check(Network.load(shared / "archs/proxylessnas/proxyless_mobile.config").ops)
+    space = load_space("proxyless-tiny")
+    for _, net in space.sample_networks(2, seed=0):
+        _check(net.ops)

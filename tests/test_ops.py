@@ -1,0 +1,153 @@
+"""Op specs round-trip exactly through both key dialects, on every key of the real tables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latkit.errors import LatkitError
+from latkit.modules import build_op, example_input
+from latkit.ops import OpSpec, detect_dialect, from_key, to_key
+
+
+def _keys(path):
+    return list(yaml.safe_load(path.read_text()))
+
+
+def test_every_proxylessnas_key_round_trips(shared):
+    keys = _keys(shared / "luts/proxylessnas/mobile_trim.yaml")
+    assert len(keys) == 72
+    for key in keys:
+        spec = from_key(key)
+        assert detect_dialect(key) == "proxylessnas"
+        assert to_key(spec, "proxylessnas") == key
+        assert spec.key == key
+
+
+def test_every_ofa_key_round_trips(shared):
+    files = sorted((shared / "luts/ofa-note10").glob("*_lookup_table.yaml"))
+    assert len(files) == 17
+    total = 0
+    for path in files:
+        for key in _keys(path):
+            spec = from_key(key)
+            assert to_key(spec, "ofa") == key, key
+            total += 1
+    assert total > 17 * 90
+
+
+def test_ofa_expand_is_mid_channels_and_ratio_in_spec():
+    spec = from_key(
+        "expanded_conv-input:14x14x136-output:7x7x192-expand:408-kernel:3-stride:2-idskip:0-se:1-hs:1"
+    )
+    assert (spec.mid, spec.expand, spec.se, spec.act, spec.stride) == (408, 3.0, True, "hswish", 2)
+    assert spec.key.endswith("-expand:3-kernel:3-stride:2-idskip:0-se:1-hs:1")
+
+
+def test_fixed_op_keys():
+    stem = from_key("Conv-input:224x224x3-output:112x112x32")
+    assert (stem.type, stem.kernel, stem.stride) == ("conv", 3, 2)
+    mix = from_key("Conv_1-input:7x7x320-output:7x7x1280")
+    assert (mix.type, mix.kernel) == ("conv", 1)
+    logits = from_key("Logits-input:7x7x1280-output:1000")
+    assert (logits.type, logits.input_hw, logits.cout) == ("linear", 7, 1000)
+    pool = from_key("AvgPool2D-input:7x7x1152-output:1x1x1152")
+    assert pool.type == "pool" and pool.output_hw == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "expanded_conv-input:56x56x24",
+        "Conv-input:224x224x3",
+        "garbage",
+        "expanded_conv-input:56x56x24-output:28x28x24-expand:6-kernel:3-stride:1-idskip:0",
+        "expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:3-stride:1-idskip:1-foo:1",
+    ],
+)
+def test_bad_keys_raise_one_clear_error(bad):
+    with pytest.raises(LatkitError, match="key"):
+        from_key(bad)
+
+
+mbconv_specs = st.builds(
+    lambda hw, cin, cout, k, e, s, se, act, g: OpSpec(
+        "mbconv",
+        hw,
+        cin * g,
+        cout * g,
+        stride=s,
+        kernel=k,
+        expand=e,
+        groups=g,
+        se=se,
+        act=act,
+        skip=(s == 1 and cin == cout),
+    ),
+    hw=st.integers(1, 64),
+    cin=st.integers(1, 48),
+    cout=st.integers(1, 48),
+    k=st.sampled_from([3, 5, 7]),
+    e=st.sampled_from([1.0, 3.0, 4.0, 6.0]),
+    s=st.sampled_from([1, 2]),
+    se=st.booleans(),
+    act=st.sampled_from(["relu6", "hswish"]),
+    g=st.sampled_from([1, 2]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mbconv_specs, st.sampled_from(["proxylessnas", "ofa"]))
+def test_generated_specs_round_trip(spec, dialect):
+    key = to_key(spec, dialect)
+    back = from_key(key, dialect)
+    assert to_key(back, dialect) == key
+    assert back.mid == spec.mid
+    assert back == spec
+
+
+def test_dict_round_trip_and_validation():
+    spec = OpSpec("mbconv", 28, 40, 40, kernel=5, expand=6, skip=True)
+    assert OpSpec.from_dict(spec.to_dict()) == spec
+    assert OpSpec.from_dict({k: str(v) for k, v in spec.to_dict().items()}) == spec
+    with pytest.raises(LatkitError, match="unknown op field"):
+        OpSpec.from_dict({**spec.to_dict(), "colour": 1})
+    with pytest.raises(LatkitError, match="identity skip"):
+        OpSpec("mbconv", 28, 40, 80, skip=True)
+    with pytest.raises(LatkitError, match="op type"):
+        OpSpec("attention", 28, 40, 40)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        OpSpec("mbconv", 14, 16, 16, kernel=5, expand=6, se=True, act="hswish", skip=True),
+        OpSpec("mbconv", 15, 16, 24, kernel=7, expand=3, stride=2, groups=2),
+        OpSpec("mbconv", 8, 16, 8, kernel=3, expand=1),
+        OpSpec("conv", 32, 3, 16, kernel=3, stride=2),
+        OpSpec("linear", 7, 32, 10),
+        OpSpec("pool", 7, 32, 32),
+        OpSpec("zero", 8, 16, 16, skip=True),
+        OpSpec("zero", 8, 16, 24, stride=2),
+    ],
+)
+def test_modules_produce_the_spec_shape(spec):
+    out = build_op(spec)(example_input(spec))
+    if spec.type in ("linear",):
+        assert out.shape == (1, spec.cout)
+    else:
+        assert out.shape == (1, spec.cout, spec.output_hw, spec.output_hw)
+    assert torch.isfinite(out).all()
+
+
+def test_cost_features_grow_with_width():
+    narrow = OpSpec("mbconv", 28, 40, 40, kernel=5, expand=6, skip=True)
+    wide = narrow.replace(cin=80, cout=80)
+    assert wide.macs > 3 * narrow.macs
+    assert wide.params > 3 * narrow.params
+    assert wide.activation_bytes == 2 * narrow.activation_bytes
+    conv_params = sum(p.numel() for p in build_op(narrow).parameters())
+    assert narrow.params == conv_params

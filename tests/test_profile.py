@@ -1,0 +1,172 @@
+"""Profiling the local CPU with real onnxruntime and torch, into a real SQLite store.
+
+Interruption tests kill a real `latkit profile` process (SIGKILL and Ctrl-C) and resume it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from latkit.cli import app
+from latkit.spaces import load_space
+from tests.conftest import write_device
+
+CSV_COLUMNS = [
+    "key",
+    "type",
+    "input_hw",
+    "cin",
+    "cout",
+    "stride",
+    "kernel",
+    "expand",
+    "groups",
+    "se",
+    "act",
+    "skip",
+    "batch",
+    "median_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "p10_ms",
+    "p90_ms",
+    "cv",
+    "runs",
+    "runtime",
+    "runtime_version",
+    "threads",
+    "host",
+]
+
+
+def _invoke(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
+    device = write_device(tmp_path / "dev.yaml", name=f"cpu-{runtime}", runtime=runtime)
+    db, summary = tmp_path / "s.sqlite", tmp_path / "summary.json"
+    _invoke(
+        "profile",
+        "--device",
+        str(device),
+        "--space",
+        "proxyless-tiny",
+        "--db",
+        str(db),
+        "--limit",
+        "5",
+        "--json",
+        str(summary),
+    )
+    data = json.loads(summary.read_text())
+    assert set(data) == {"device", "ops", "median_cv", "wall_s", "timed_s"}
+    assert data["device"] == f"cpu-{runtime}" and data["ops"] == 5
+    assert 0 < data["timed_s"] < data["wall_s"]
+
+    rerun = _invoke(
+        "profile",
+        "--device",
+        str(device),
+        "--space",
+        "proxyless-tiny",
+        "--db",
+        str(db),
+        "--limit",
+        "7",
+    )
+    assert "5 of 7 ops already stored" in rerun.output
+    csv = tmp_path / "rows.csv"
+    _invoke("measurements", "--device", f"cpu-{runtime}", "--db", str(db), "--csv", str(csv))
+    frame = pd.read_csv(csv)
+    assert list(frame.columns[: len(CSV_COLUMNS) - 4]) == CSV_COLUMNS[:-4]
+    assert set(CSV_COLUMNS) <= set(frame.columns)
+    expected = [op.key for op in load_space("proxyless-tiny").distinct_ops()[:7]]
+    assert sorted(frame["key"]) == sorted(expected)
+    assert (frame["runtime"] == runtime).all() and (frame["threads"] == 1).all()
+    assert (frame["min_ms"] <= frame["median_ms"]).all()
+    assert (frame["median_ms"] <= frame["max_ms"]).all()
+    assert (frame["runs"] == 10).all()  # 5 runs x 2 rounds
+
+    _invoke(
+        "profile",
+        "--device",
+        str(device),
+        "--space",
+        "proxyless-tiny",
+        "--db",
+        str(db),
+        "--limit",
+        "2",
+        "--fresh",
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 2
+
+
+def test_spaces_command_lists_counts():
+    result = _invoke("spaces")
+    assert "proxyless-mobile" in result.output and "70" in result.output
+    assert "proxyless-tiny" in result.output and "40" in result.output
+
+
+def _count(db) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_profile_loses_nothing_and_resumes(tmp_path, sig):
+    device = write_device(
+        tmp_path / "dev.yaml", timing={"warmup": 5, "runs": 40, "rounds": 2, "max_cv": 1.0}
+    )
+    db = tmp_path / "s.sqlite"
+    cmd = [
+        sys.executable,
+        "-c",
+        "from latkit.cli import main; main()",
+        "profile",
+        "--device",
+        str(device),
+        "--space",
+        "proxyless-tiny",
+        "--db",
+        str(db),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while _count(db) < 8 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    before = _count(db)
+    assert 8 <= before < 40, "the profile finished before it could be interrupted"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    with sqlite3.connect(db) as conn:
+        kept = dict(conn.execute("SELECT key, measured_at FROM measurements"))
+
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT key, measured_at FROM measurements").fetchall()
+    keys = [k for k, _ in rows]
+    assert len(keys) == len(set(keys)) == 40
+    assert sorted(keys) == sorted(op.key for op in load_space("proxyless-tiny").distinct_ops())
+    assert all(dict(rows)[k] == t for k, t in kept.items())  # finished rows were not redone
