@@ -58,6 +58,8 @@ class OpSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LatkitError(f"op field {name} must be a positive integer, got {value!r}")
+        if self.kernel % 2 == 0:
+            raise LatkitError(f"op kernel must be odd (padding k//2 keeps the size), got {self.kernel}")
         if not self.expand > 0:
             raise LatkitError(f"op field expand must be positive, got {self.expand!r}")
         if self.type == "mbconv" and (self.mid % self.groups or self.cout % self.groups):

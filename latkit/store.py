@@ -326,3 +326,9 @@ class MeasurementStore:
             sql += " WHERE device=?"
             params.append(device)
         return pd.read_sql_query(sql + " ORDER BY measured_at", self._conn, params=params)
+
+
+def read_measurements(db: str | Path, device: str | None = None) -> pd.DataFrame:
+    """The rows `latkit measurements --csv` writes, as a DataFrame: `read_measurements(db, dev)`."""
+    with MeasurementStore(db) as store:
+        return store.dataframe(device)

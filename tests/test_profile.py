@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from latkit.cli import app
 from latkit.spaces import load_space
+from latkit.store import read_measurements
 from tests.conftest import write_device
 
 CSV_COLUMNS = [
@@ -93,6 +94,8 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
     csv = tmp_path / "rows.csv"
     _invoke("measurements", "--device", f"cpu-{runtime}", "--db", str(db), "--csv", str(csv))
     frame = pd.read_csv(csv)
+    from_python = read_measurements(db, f"cpu-{runtime}")
+    assert list(from_python.columns) == list(frame.columns) and len(from_python) == len(frame)
     assert list(frame.columns[: len(CSV_COLUMNS) - 4]) == CSV_COLUMNS[:-4]
     assert set(CSV_COLUMNS) <= set(frame.columns)
     expected = [op.key for op in load_space("proxyless-tiny").distinct_ops()[:7]]

@@ -53,7 +53,11 @@ def profile(
             ops = ops[:limit]
         profiler = get_profiler(config)
         if keep:
+            if not hasattr(profiler, "keep_files"):
+                raise LatkitError("--keep applies to Android devices only (files pushed to a phone)")
             profiler.keep_files = True
+        if hasattr(profiler, "raw_dir"):
+            profiler.raw_dir = Path(db).parent / "raw"
         try:
             with progress_bar() as bar:
                 task = bar.add_task(f"profiling {config.name}", total=None)

@@ -1,0 +1,90 @@
+"""LiteRT profiler for the host CPU: each op written as `.tflite` and run with XNNPACK.
+
+This is the runtime Android phones and ARM boards use, so host timings here are the closest a
+desktop gets to theirs, and the files are byte-for-byte what `latkit export` hands to
+`benchmark_model`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from latkit.devices import DeviceConfig
+from latkit.errors import ProfilerUnavailable
+from latkit.modules import example_input
+from latkit.ops import OpSpec
+from latkit.store import Environment
+from profilers.base import Profiler, host_model
+from profilers.tflite_writer import export_tflite
+from profilers.timing import Runner
+
+#: optimized builtin kernels plus LiteRT's default delegate (XNNPACK on CPU)
+RESOLVER = OpResolverType.BUILTIN
+DELEGATE_NODE = "DELEGATE"
+PROBE = OpSpec("conv", 8, 3, 8, kernel=3)
+
+
+def make_interpreter(model: bytes, threads: int = 1, resolver=RESOLVER) -> Interpreter:
+    """An interpreter with its tensors allocated, i.e. with the default delegate applied."""
+    interpreter = Interpreter(
+        model_content=model, num_threads=threads, experimental_op_resolver_type=resolver
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def delegated(interpreter: Interpreter) -> bool:
+    """Whether a delegate (XNNPACK on CPU) took over part of the graph: it adds a DELEGATE node."""
+    return any(op["op_name"] == DELEGATE_NODE for op in interpreter._get_ops_details())
+
+
+def set_input(interpreter: Interpreter, x_nchw: np.ndarray) -> None:
+    """Feed an NCHW (torch-layout) array to the NHWC model input."""
+    x = np.asarray(x_nchw, dtype=np.float32)
+    if x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.ascontiguousarray(x))
+
+
+def run_tflite(
+    model_bytes: bytes, x_nchw: np.ndarray, threads: int = 1, resolver=RESOLVER
+) -> np.ndarray:
+    """Run a latkit `.tflite` file once on an NCHW input; the output comes back in torch layout
+    (NCHW for feature maps, 2-D after a linear), ready to compare with the torch module."""
+    interpreter = make_interpreter(model_bytes, threads, resolver)
+    set_input(interpreter, x_nchw)
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
+
+
+class LiteRTProfiler(Profiler):
+    """`kind: cpu`, `runtime: litert`: LiteRT's interpreter with XNNPACK and the file's threads."""
+
+    def __init__(self, device: DeviceConfig) -> None:
+        super().__init__(device)
+        self.version = importlib.metadata.version("ai-edge-litert")
+        if not delegated(make_interpreter(export_tflite([PROBE]), device.threads)):
+            raise ProfilerUnavailable(
+                f"ai-edge-litert {self.version} did not apply its XNNPACK delegate to a conv; "
+                "timings would be of the slow reference path. Reinstall ai-edge-litert"
+            )
+
+    def environment(self) -> Environment:
+        return Environment(
+            runtime="litert",
+            runtime_version=self.version,
+            threads=self.device.threads,
+            batch=self.device.batch_size,
+            host=host_model(),
+            extra={"delegate": "xnnpack"},
+        )
+
+    def load(self, ops: Sequence[OpSpec]) -> Runner:
+        interpreter = make_interpreter(export_tflite(ops), self.device.threads)
+        set_input(interpreter, example_input(ops[0]).numpy())
+        return interpreter.invoke
