@@ -202,10 +202,10 @@ _MBCONV = re.compile(
     rf"^expanded_conv-input:{_SHAPE}-output:{_SHAPE}-expand:([0-9.]+)-kernel:(\d+)-stride:(\d+)"
     r"-idskip:([01])(?P<rest>(?:-[a-z_]+:[0-9.]+)*)$"
 )
-_CONV = re.compile(rf"^(Conv(?:_\d+)?)-input:{_SHAPE}-output:{_SHAPE}$")
+_CONV = re.compile(rf"^(Conv(?:_\d+)?)-input:{_SHAPE}-output:{_SHAPE}(-hs:1)?$")
 _LOGITS = re.compile(rf"^Logits-input:{_SHAPE}-output:(\d+)$")
 _POOL = re.compile(rf"^AvgPool2D-input:{_SHAPE}-output:{_SHAPE}$")
-_ZERO = re.compile(rf"^Zero-input:{_SHAPE}-output:{_SHAPE}$")
+_ZERO = re.compile(rf"^Zero-input:{_SHAPE}-output:{_SHAPE}(-idskip:1)?$")
 
 
 def _fmt_ratio(value: float) -> str:
@@ -227,13 +227,15 @@ def to_key(spec: OpSpec, dialect: str = "proxylessnas") -> str:
     hi, ho = spec.input_hw, spec.output_hw
     io = f"input:{hi}x{hi}x{spec.cin}-output:{ho}x{ho}x{spec.cout}"
     if spec.type == "conv":
-        return f"{_conv_name(spec)}-{io}"
+        # once-for-all's convs are all hswish, so only latkit's own dialect spells it out
+        hs = "-hs:1" if spec.act == "hswish" and dialect == "proxylessnas" else ""
+        return f"{_conv_name(spec)}-{io}{hs}"
     if spec.type == "linear":
         return f"Logits-input:{hi}x{hi}x{spec.cin}-output:{spec.cout}"
     if spec.type == "pool":
         return f"AvgPool2D-{io}"
     if spec.type == "zero":
-        return f"Zero-{io}"
+        return f"Zero-{io}" + ("-idskip:1" if spec.skip else "")
     expand = str(spec.mid) if dialect == "ofa" else _fmt_ratio(spec.expand)
     key = (
         f"expanded_conv-{io}-expand:{expand}-kernel:{spec.kernel}-stride:{spec.stride}"
@@ -304,7 +306,7 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
             stride=stride,
             kernel=kernel,
             batch=batch,
-            act="hswish" if dialect == "ofa" else "relu6",
+            act="hswish" if dialect == "ofa" or match[8] else "relu6",
         )
         _check_shape(key, spec, ho)
     elif match := _LOGITS.match(key):
@@ -313,7 +315,8 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
         spec = OpSpec("pool", int(match[1]), int(match[3]), int(match[6]), batch=batch)
     elif match := _ZERO.match(key):
         hi, cin, ho, cout = int(match[1]), int(match[3]), int(match[4]), int(match[6])
-        spec = OpSpec("zero", hi, cin, cout, stride=max(1, round(hi / ho)), batch=batch)
+        spec = OpSpec("zero", hi, cin, cout, stride=max(1, round(hi / ho)),
+                      skip=match[7] is not None, batch=batch)
         _check_shape(key, spec, ho)
     else:
         raise KeyError_(f"key {key!r} is not a ProxylessNAS or once-for-all latency-table key")

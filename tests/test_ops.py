@@ -151,3 +151,13 @@ def test_cost_features_grow_with_width():
     assert wide.activation_bytes == 2 * narrow.activation_bytes
     conv_params = sum(p.numel() for p in build_op(narrow).parameters())
     assert narrow.params == conv_params
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [OpSpec("zero", 14, 40, 40, skip=True), OpSpec("zero", 14, 40, 80, stride=2),
+     OpSpec("conv", 32, 3, 16, kernel=3, act="hswish"), OpSpec("conv", 7, 160, 960, act="hswish")],
+    ids=lambda s: s.key,
+)
+def test_latkit_only_fields_survive_the_key(spec):
+    assert from_key(spec.key) == spec

@@ -1,0 +1,187 @@
+"""Fit a device's predictor from its rows in the measurement store, and find it again later.
+
+The held-out figures are honest: the families are compared, and the winner picked, on the
+training rows only; the test rows are then predicted by the model alone (no table hits). The saved
+predictor is the winning family refit on every row, with every row in its table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latkit import metrics
+from latkit.errors import LatkitError
+from latkit.ops import OpSpec, from_key
+from latkit.store import OP_FIELDS, MeasurementStore
+from predictors.models import make_model
+from predictors.predictor import DEFAULT_FAMILIES, LatencyPredictor, pick_family
+
+DATA_DIR = Path("data")
+#: provenance copied from the store's environment columns into the predictor's meta
+METRICS = ("acc5", "acc10", "rmspe", "spearman")
+ENV_META = ("runtime", "runtime_version", "threads", "host", "device_model", "env_id")
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What `fit_device` did: the saved predictor, its held-out figures and the comparison."""
+
+    predictor: LatencyPredictor
+    n_train: int
+    n_test: int
+    test: dict[str, float]
+    path: Path
+    comparison: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.predictor.device,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "test": self.test,
+            "family": self.predictor.meta.get("family"),
+            "overhead_ms": self.predictor.overhead_ms,
+            "comparison": self.comparison,
+            "path": str(self.path),
+        }
+
+
+def predictor_path(device_name: str, data_dir: Path = DATA_DIR) -> Path:
+    """Where a device's predictor lives: `data/<device>/predictor.json`."""
+    return Path(data_dir) / device_name / "predictor.json"
+
+
+def _profile_hint(device_name: str) -> str:
+    guess = Path("device_configs") / f"{device_name}.yaml"
+    return str(guess) if guess.exists() else f"<device file of {device_name}>"
+
+
+def load_predictor(
+    device_name: str, data_dir: Path = DATA_DIR, expect: dict[str, Any] | None = None
+) -> LatencyPredictor:
+    """The fitted predictor of a device; a missing one is an error that says how to make it.
+
+    Warns (`PredictorMismatchWarning`) when the file was fitted for another device or for values
+    in `expect` that differ (runtime version, batch size, ...).
+    """
+    path = predictor_path(device_name, data_dir)
+    if not path.exists():
+        extra = "" if Path(data_dir) == DATA_DIR else f" --data-dir {data_dir}"
+        raise LatkitError(
+            f"no predictor for device {device_name!r} at {path}: run "
+            f"`latkit profile --device {_profile_hint(device_name)}` and then "
+            f"`latkit fit --device {device_name}{extra}`"
+        )
+    return LatencyPredictor.load(path, expect={"device": device_name, **(expect or {})})
+
+
+def ops_of(frame: pd.DataFrame) -> list[OpSpec]:
+    """Op specs from the op-field columns of a store dataframe."""
+    return [OpSpec.from_dict(row) for row in frame[list(OP_FIELDS)].to_dict("records")]
+
+
+def latest_env_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the environment measured most recently (a re-profile after a runtime update
+    must not be mixed with the old numbers)."""
+    latest = frame.sort_values("measured_at")["env_id"].iloc[-1]
+    return frame[frame["env_id"] == latest]
+
+
+def op_rows(store: MeasurementStore, device: str) -> tuple[list[OpSpec], np.ndarray, dict]:
+    """(ops, median latencies, environment columns) of the device's latest environment."""
+    frame = store.dataframe(device)
+    if frame.empty:
+        raise LatkitError(
+            f"no measurements for device {device!r} in {store.path}: run "
+            f"`latkit profile --device {_profile_hint(device)} --db {store.path}` "
+            "(or `latkit import-lut` / `latkit import-measurements`) first"
+        )
+    rows = latest_env_rows(frame)
+    rows = rows[rows["type"] != "zero"]
+    env = {k: _plain(rows[k].iloc[-1]) for k in ENV_META}
+    env["batch"] = int(rows["batch"].iloc[-1])
+    return ops_of(rows), rows["median_ms"].to_numpy(dtype=float), env
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def stored_networks(
+    store: MeasurementStore, device: str, env_id: str | None = None
+) -> list[tuple[tuple[OpSpec, ...], float]]:
+    """Whole-network timings of a device (optionally of one environment) as (ops, median ms)."""
+    frame = store.networks(device)
+    if env_id is not None and not frame.empty:
+        frame = frame[frame["env_id"] == env_id]
+    return [
+        (
+            tuple(
+                from_key(k, "proxylessnas", batch=int(row.batch)) for k in json.loads(row.ops_json)
+            ),
+            float(row.median_ms),
+        )
+        for row in frame.itertuples()
+    ]
+
+
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split; the test side is empty for test_fraction 0."""
+    if not 0 <= test_fraction < 1:
+        raise LatkitError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    if test_fraction > 0 and n - n_test < 2:
+        raise LatkitError(
+            f"only {n} rows: too few to hold out {test_fraction:.0%}; use --test-fraction 0"
+        )
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def held_out(
+    ops: Sequence[OpSpec], y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+) -> tuple[str, dict[str, float], dict[str, dict[str, float]]]:
+    """(family picked on the training rows, its test metrics, every family's test metrics and
+    selection scores). Test rows are predicted by the models alone: a table hit would make them
+    trivially exact."""
+    train_ops, test_ops = [ops[i] for i in train], [ops[i] for i in test]
+    chosen, scores = pick_family(train_ops, y[train], DEFAULT_FAMILIES, seed)
+    comparison = {family: dict(scores.get(family, {})) for family in DEFAULT_FAMILIES}
+    if len(test) == 0:
+        return chosen, {}, comparison
+    for family, row in comparison.items():
+        model = make_model(family, seed).fit(train_ops, y[train])
+        row.update(metrics.report(model.predict(test_ops), y[test]))
+    return chosen, {k: comparison[chosen][k] for k in METRICS}, comparison
+
+
+def fit_device(
+    store: MeasurementStore,
+    device: str,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    data_dir: Path = DATA_DIR,
+) -> FitReport:
+    """Fit, evaluate and save the predictor of `device` from its op rows in `store`.
+
+    When the store also holds whole-network timings of the same environment, the per-network
+    overhead is fitted from them; otherwise it is 0.
+    """
+    ops, y, env = op_rows(store, device)
+    train, test = split_indices(len(ops), test_fraction, seed)
+    chosen, test_metrics, comparison = held_out(ops, y, train, test, seed)
+    predictor = LatencyPredictor(family=chosen, seed=seed, device=device).fit(ops, y)
+    predictor.comparison_ = comparison
+    networks = stored_networks(store, device, env["env_id"])
+    predictor.fit_overhead(networks)
+    predictor.stamp(**env, source="ops", n_ops=len(ops))
+    path = predictor.save(predictor_path(device, data_dir))
+    return FitReport(predictor, len(train), len(test), test_metrics, path, comparison)

@@ -1,0 +1,213 @@
+"""Fit F from whole-network timings: network = sum of F(op) + overhead, by least squares.
+
+Where op-in-isolation timing misleads (GPU launch overlap, caches warm in isolation but cold in a
+network), the per-op model is fitted on network sums instead. F stays a per-op model: the
+additive cost model's features sum over a network, so the fit is linear and F answers for op
+combinations never timed together. With a `base` predictor (e.g. one fitted from op tables),
+F(op) = scale * base(op) + cost correction(op), and the ridge pulls towards the base when few
+networks are available.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latkit import metrics
+from latkit.errors import LatkitError
+from latkit.ops import OpSpec, from_key
+from predictors.features import COMPONENTS, components
+from predictors.fit import ENV_META, split_indices
+from predictors.models import FLOOR_MS, AdditiveModel, Model, register, relative_lsq
+from predictors.predictor import LatencyPredictor
+
+NetworkSample = tuple[Sequence[OpSpec], float]
+RIDGES: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0)
+#: Huber's constant (95% efficiency on clean data) and the reweighting steps
+HUBER_K = 1.345
+ROBUST_STEPS = 8
+
+
+@register
+class CalibratedModel(Model):
+    """scale * base(op) + components(op) @ weights: an op-table predictor corrected by networks."""
+
+    name = "calibrated"
+
+    def __init__(self, base: LatencyPredictor, scale: float, weights: np.ndarray) -> None:
+        self.base, self.scale, self.weights = base, scale, weights
+
+    def predict(self, ops: Sequence[OpSpec]) -> np.ndarray:
+        value = self.scale * self.base.predict(ops) + components(ops) @ self.weights
+        return np.maximum(value, FLOOR_MS)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "family": self.name,
+            "scale": self.scale,
+            "weights": dict(zip(COMPONENTS, map(float, self.weights))),
+            "base": self.base.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CalibratedModel:
+        base = LatencyPredictor.from_state(state["base"], "calibrated base")
+        weights = np.array([state["weights"].get(c, 0.0) for c in COMPONENTS])
+        return cls(base, float(state["scale"]), weights)
+
+
+def load_network_samples(
+    path: str | Path, batch: int = 1
+) -> list[tuple[tuple[OpSpec, ...], float]]:
+    """Read NETS.jsonl: one `{"ops": [op spec dicts or table keys], "latency_ms": x}` per line."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise LatkitError(f"{path}: cannot read network timings ({exc.strerror})") from None
+    samples = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            ops = tuple(
+                from_key(op, batch=batch) if isinstance(op, str) else OpSpec.from_dict(op)
+                for op in record["ops"]
+            )
+            latency = float(record["latency_ms"])
+        except json.JSONDecodeError as exc:
+            raise LatkitError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        except KeyError as exc:
+            raise LatkitError(f"{path}:{number}: missing field {exc.args[0]!r}") from None
+        except (LatkitError, TypeError, ValueError) as exc:
+            raise LatkitError(f"{path}:{number}: {exc}") from None
+        if not ops or not np.isfinite(latency) or latency <= 0:
+            raise LatkitError(f"{path}:{number}: needs a non-empty `ops` and latency_ms > 0")
+        samples.append((ops, latency))
+    if not samples:
+        raise LatkitError(f"{path}: no network timings in the file")
+    return samples
+
+
+class _Design:
+    """Network-level design matrix: [sum of base(op)] + sum of components(op) + overhead."""
+
+    def __init__(self, base: LatencyPredictor | None) -> None:
+        self.base = base
+
+    def rows(self, samples: Sequence[NetworkSample]) -> np.ndarray:
+        out = []
+        for ops, _ in samples:
+            parts = [components(ops).sum(axis=0), [1.0]]
+            if self.base is not None:
+                parts.insert(0, [float(self.base.predict(ops).sum())])
+            out.append(np.concatenate(parts))
+        return np.array(out)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lower, upper, prior): cost weights >= 0 alone, free around a base; overhead free."""
+        n = len(COMPONENTS)
+        if self.base is None:
+            lower = np.concatenate([np.zeros(n), [-np.inf]])
+            return lower, np.full(n + 1, np.inf), np.zeros(n + 1)
+        lower = np.concatenate([[0.0], np.full(n + 1, -np.inf)])
+        prior = np.concatenate([[1.0], np.zeros(n + 1)])
+        return lower, np.full(n + 2, np.inf), prior
+
+    def solve(self, x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+        """Huber-weighted least squares (iteratively reweighted): a network timed during a
+        burst of background load gets a bounded say instead of dragging every weight."""
+        lower, upper, prior = self.bounds()
+        free = np.zeros(len(prior), dtype=bool)
+        free[-1] = True  # the overhead is an intercept: never pulled towards 0
+        weight = np.ones(len(y))
+        for _ in range(ROBUST_STEPS):
+            w = relative_lsq(x, y, lower, upper, prior, ridge, free, sample_weight=weight)
+            residual = (x @ w - y) / y
+            spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
+            if spread == 0:
+                break
+            weight = np.minimum(1.0, HUBER_K * spread / np.maximum(np.abs(residual), 1e-12))
+        return w
+
+
+def _pick_ridge(design: _Design, x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """The strongest ridge whose 5-fold error is within one standard error of the best (the
+    "one-SE rule": with few networks, stay close to the prior unless the data clearly say
+    otherwise). Errors are relative and clipped at 3 robust deviations, so networks timed
+    under background load cannot decide it."""
+    if len(y) < 10:
+        return RIDGES[-1]
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(y)), 5)
+    errors = []
+    for ridge in RIDGES:
+        guess = np.zeros(len(y))
+        for test in folds:
+            train = np.setdiff1d(np.arange(len(y)), test)
+            guess[test] = x[test] @ design.solve(x[train], y[train], ridge)
+        errors.append(np.abs(np.maximum(guess, FLOOR_MS) - y) / y)
+    pooled = np.concatenate(errors)
+    clip = np.median(pooled) + 3 * 1.4826 * np.median(np.abs(pooled - np.median(pooled)))
+    clipped = [np.minimum(e, clip) for e in errors]
+    means = np.array([e.mean() for e in clipped])
+    best = int(np.argmin(means))
+    limit = means[best] + clipped[best].std(ddof=1) / np.sqrt(len(y))
+    return max(r for r, m in zip(RIDGES, means) if m <= limit)
+
+
+def _fit(
+    samples: Sequence[NetworkSample], base: LatencyPredictor | None, seed: int
+) -> LatencyPredictor:
+    design = _Design(base)
+    x = design.rows(samples)
+    y = np.array([latency for _, latency in samples], dtype=float)
+    ridge = _pick_ridge(design, x, y, seed)
+    w = design.solve(x, y, ridge)
+    if base is None:
+        model: Model = AdditiveModel.from_weights(w[:-1], ridge)
+    else:
+        model = CalibratedModel(base, float(w[0]), w[1:-1])
+    predictor = LatencyPredictor(family=model.name, seed=seed).with_model(model)
+    predictor.overhead_ms = float(w[-1])
+    predictor.meta["ridge"] = ridge
+    return predictor
+
+
+def fit_networks(
+    samples: Sequence[NetworkSample],
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    base: LatencyPredictor | None = None,
+) -> tuple[LatencyPredictor, dict[str, float]]:
+    """Fit F from (ops, measured ms) of whole networks; return it with held-out metrics.
+
+    The metrics are of a fit on the training networks predicting the held-out ones; the returned
+    predictor is refit on all networks. Its table is empty: no op was timed in isolation.
+    """
+    samples = [(tuple(ops), float(latency)) for ops, latency in samples]
+    if len(samples) < 2:
+        raise LatkitError(
+            f"fitting from networks needs at least 2 timed networks, got {len(samples)}"
+        )
+    train, test = split_indices(len(samples), test_fraction, seed)
+    held: dict[str, float] = {}
+    if len(test):
+        trained = _fit([samples[i] for i in train], base, seed)
+        held = metrics.report(
+            [trained.predict_network(samples[i][0]) for i in test],
+            [samples[i][1] for i in test],
+        )
+    predictor = _fit(samples, base, seed)
+    if base is not None:
+        predictor.device = base.device
+        predictor.meta.update({k: base.meta[k] for k in (*ENV_META, "batch") if k in base.meta})
+    predictor.stamp(
+        source="networks", n_networks=len(samples), n_train=len(train), n_test=len(test)
+    )
+    return predictor, held

@@ -1,0 +1,141 @@
+"""LUT import/export in both dialects on the published tables, and CSV imports, in real SQLite."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latkit.errors import LatkitError
+from latkit.ops import detect_dialect, from_key, to_key
+from latkit.store import OP_FIELDS, MeasurementStore
+from predictors import export_lut, fit_device, import_lut, import_measurements, read_lut
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
+OFA_160 = SHARED / "luts" / "ofa-note10" / "160_lookup_table.yaml"
+OFA_224 = SHARED / "luts" / "ofa-note10" / "224_lookup_table.yaml"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with MeasurementStore(tmp_path / "store.sqlite") as s:
+        yield s
+
+
+def test_proxylessnas_round_trip_reproduces_every_key_and_mean(store, tmp_path):
+    original = yaml.safe_load(TRIM.read_text())
+    dialect, count = import_lut(store, TRIM, "phone")
+    assert (dialect, count) == ("proxylessnas", len(original))
+    out = tmp_path / "trim.yaml"
+    assert export_lut(store, "phone", "proxylessnas", out) == len(original)
+    exported = yaml.safe_load(out.read_text())
+    assert list(exported) == list(original)
+    for key, entry in original.items():
+        assert exported[key]["mean"] == entry["mean"], key
+        assert exported[key]["count"] == entry["count"], key
+        assert exported[key]["var"] == pytest.approx(entry["var"], rel=1e-12), key
+
+
+def test_ofa_round_trip_keeps_the_ofa_key_dialect(store, tmp_path):
+    original = yaml.safe_load(OFA_160.read_text())
+    dialect, _ = import_lut(store, OFA_160, "note10")
+    assert dialect == "ofa"
+    out = tmp_path / "ofa.yaml"
+    export_lut(store, "note10", "ofa", out)
+    exported = yaml.safe_load(out.read_text())
+    assert set(exported) == set(original)
+    for key, entry in original.items():
+        assert exported[key]["mean"] == entry["mean"], key
+        assert exported[key]["std"] == pytest.approx(entry["std"], rel=1e-12), key
+    # the same rows in the other dialect: expand becomes the ratio, var replaces std
+    export_lut(store, "note10", "proxylessnas", out)
+    other = yaml.safe_load(out.read_text())
+    assert len(other) == len(original)
+    assert all(detect_dialect(k) == "proxylessnas" for k in other)
+    for key, entry in other.items():
+        op = from_key(key, "proxylessnas")
+        assert original[to_key(op, "ofa")]["mean"] == entry["mean"]
+
+
+def test_imported_rows_keep_count_mean_and_spread(store):
+    import_lut(store, TRIM, "phone")
+    frame = store.dataframe("phone")
+    row = frame[frame["key"] == "Logits-input:7x7x1280-output:1000"].iloc[0]
+    assert row["median_ms"] == row["mean_ms"] == pytest.approx(0.3096415478615071)
+    assert row["std_ms"] == pytest.approx(math.sqrt(0.05583766681628091))
+    assert row["runs"] == 982 and row["cv"] == pytest.approx(row["std_ms"] / row["mean_ms"])
+    assert (
+        set(frame["runtime"]) == {"imported"} and frame["origin"].str.startswith("imported").all()
+    )
+    assert store.device("phone")["config"] is None
+
+
+def test_several_resolution_files_build_one_table(store, tmp_path):
+    import_lut(store, OFA_160, "note10")
+    import_lut(store, OFA_224, "note10")
+    frame = store.dataframe("note10")
+    assert frame["env_id"].nunique() == 1
+    assert {160, 224} <= set(frame.loc[frame["type"] == "conv", "input_hw"])
+    report = fit_device(store, "note10", data_dir=tmp_path)
+    assert report.n_train + report.n_test == len(frame)
+
+
+def test_bad_luts_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Conv-input:224x224x3-output:112x112x32: {count: 3}\n")
+    with pytest.raises(LatkitError, match="bad.yaml: key 'Conv-input.*needs a mapping with `mean`"):
+        read_lut(bad)
+    bad.write_text("Pool-input:7x7x3-output:1x1x3: {count: 3, mean: 1.0, std: 0.1}\n")
+    with pytest.raises(LatkitError, match="bad.yaml: key 'Pool-input"):
+        read_lut(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(LatkitError, match="YAML mapping"):
+        read_lut(bad)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*OP_FIELDS, "latency_ms"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _trim_rows() -> list[dict]:
+    table = yaml.safe_load(TRIM.read_text())
+    return [{**from_key(k).to_dict(), "latency_ms": v["mean"]} for k, v in table.items()]
+
+
+def test_import_measurements_stores_every_row(store, tmp_path):
+    rows = _trim_rows()
+    path = tmp_path / "phone.csv"
+    _write_csv(path, rows)
+    assert import_measurements(store, path, "phone-csv") == len(rows)
+    frame = store.dataframe("phone-csv")
+    assert sorted(frame["median_ms"]) == sorted(r["latency_ms"] for r in rows)
+    assert set(frame["key"]) == {from_key(k).key for k in yaml.safe_load(TRIM.read_text())}
+
+
+def test_import_measurements_reports_the_bad_line_and_stores_nothing(store, tmp_path):
+    rows = _trim_rows()
+    rows[3]["cin"] = "sixteen"  # data row 4 = line 5 (the header is line 1)
+    path = tmp_path / "phone.csv"
+    _write_csv(path, rows)
+    with pytest.raises(LatkitError, match=r"phone\.csv:5: op field cin must be an integer"):
+        import_measurements(store, path, "phone-csv")
+    assert store.dataframe("phone-csv").empty
+    rows[3]["cin"] = 16
+    rows[7]["latency_ms"] = "-2"
+    _write_csv(path, rows)
+    with pytest.raises(LatkitError, match=r"phone\.csv:9: latency_ms must be a positive number"):
+        import_measurements(store, path, "phone-csv")
+
+
+def test_import_measurements_checks_the_columns(store, tmp_path):
+    path = tmp_path / "cols.csv"
+    path.write_text("type,input_hw,cin,latency,colour\nconv,224,3,1.0,red\n")
+    with pytest.raises(LatkitError, match="cols.csv:1: missing column.*cout, latency_ms.*colour"):
+        import_measurements(store, path, "x")

@@ -1,0 +1,208 @@
+"""LatencyPredictor on real latency data: the ProxylessNAS phone table and ops timed here."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from latkit.errors import LatkitError
+from latkit.metrics import report
+from latkit.ops import OpSpec, from_key
+from latkit.spaces import load_space
+from predictors import (
+    MODELS,
+    LatencyPredictor,
+    PredictorMismatchWarning,
+    load_predictor,
+    predictor_path,
+)
+from predictors.features import COMPONENTS, DESCRIPTORS, components, descriptors
+from predictors.models import TreeEnsemble, make_model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
+
+
+@pytest.fixture(scope="module")
+def phone_table() -> tuple[list[OpSpec], np.ndarray]:
+    """The latency table the ProxylessNAS authors measured on a phone (ms)."""
+    table = yaml.safe_load(TRIM.read_text())
+    return [from_key(k) for k in table], np.array([v["mean"] for v in table.values()])
+
+
+@pytest.fixture(scope="module")
+def phone_predictor(phone_table) -> LatencyPredictor:
+    ops, y = phone_table
+    return LatencyPredictor(device="phone", meta={"runtime": "tflite", "batch": 1}).fit(ops, y)
+
+
+def test_features_have_one_column_per_name_and_zero_for_zero_ops(phone_table):
+    ops, _ = phone_table
+    assert components(ops).shape == (len(ops), len(COMPONENTS))
+    assert descriptors(ops).shape == (len(ops), len(DESCRIPTORS))
+    zero = OpSpec("zero", 14, 96, 96, skip=True)
+    assert not components([zero]).any()
+    mb = ops[5]
+    row = dict(zip(DESCRIPTORS, descriptors([mb])[0]))
+    assert row["macs"] == mb.macs and row["params"] == mb.params
+    assert row["activation_bytes"] == mb.activation_bytes
+
+
+def test_exact_table_hit_returns_the_measured_value(phone_table, phone_predictor):
+    ops, y = phone_table
+    assert np.array_equal(phone_predictor.predict(ops), y)
+    assert all(phone_predictor.is_measured(op) for op in ops)
+
+
+def test_zero_ops_cost_nothing_and_networks_add_the_overhead(phone_table, phone_predictor):
+    ops, y = phone_table
+    zero = OpSpec("zero", 14, 96, 96, skip=True)
+    assert phone_predictor.predict([zero, ops[0]]).tolist() == [0.0, y[0]]
+    phone_predictor.overhead_ms = 1.25
+    try:
+        assert phone_predictor.predict_network([ops[0], zero, ops[3]]) == pytest.approx(
+            y[0] + y[3] + 1.25
+        )
+    finally:
+        phone_predictor.overhead_ms = 0.0
+
+
+def test_unseen_ops_go_to_the_model_and_are_cached(phone_predictor):
+    op = OpSpec("mbconv", 14, 112, 112, kernel=5, expand=4.0, skip=True)
+    assert not phone_predictor.is_measured(op)
+    first = phone_predictor.predict([op])[0]
+    model = phone_predictor.model_.predict([op])[0]
+    assert first == pytest.approx(model) and first > 0
+    assert phone_predictor.predict([op, op]).tolist() == [first, first]
+
+
+def test_every_family_fits_and_predicts_positive_values(phone_table):
+    ops, y = phone_table
+    for name in MODELS:
+        pred = make_model(name).fit(ops, y).predict(ops)
+        assert pred.shape == y.shape and np.all(pred > 0)
+        assert report(pred, y)["spearman"] > 0.9, name
+
+
+def test_tree_ensemble_matches_sklearn_exactly(phone_table):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    ops, y = phone_table
+    x = descriptors(ops)
+    model = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0)
+    model.fit(x, np.log(y))
+    trees = TreeEnsemble.from_sklearn(model)
+    wide = descriptors([op.replace(cin=op.cin * 2) for op in ops if op.type == "conv"])
+    for probe in (x, wide):
+        assert np.allclose(trees.predict(probe), model.predict(probe), rtol=0, atol=1e-12)
+    again = TreeEnsemble.from_state(json.loads(json.dumps(trees.to_state())))
+    assert np.array_equal(again.predict(x), trees.predict(x))
+
+
+def test_auto_extrapolates_to_wider_ops_where_trees_cannot(phone_table):
+    """Train on cin <= 96, predict the wider ops: the picked family must beat nn-Meter-style
+    trees and stay within a sane error."""
+    ops, y = phone_table
+    train = [i for i, op in enumerate(ops) if op.cin <= 96]
+    test = [i for i, op in enumerate(ops) if op.cin > 96]
+    assert len(test) >= 10
+    train_ops, test_ops = [ops[i] for i in train], [ops[i] for i in test]
+    chosen = LatencyPredictor().fit(train_ops, y[train])
+    trees = make_model("gbdt").fit(train_ops, y[train])
+    picked = report(chosen.predict(test_ops), y[test])
+    tree_only = report(trees.predict(test_ops), y[test])
+    assert chosen.meta["family"] != "gbdt"
+    assert picked["rmspe"] < tree_only["rmspe"] / 3
+    assert picked["rmspe"] < 20 and picked["acc10"] >= 0.6
+    assert set(chosen.comparison_) == set(MODELS)
+
+
+def test_auto_picks_the_lowest_score_and_small_tables_use_the_cost_model(phone_table):
+    ops, y = phone_table
+    fitted = LatencyPredictor(seed=1).fit(ops, y)
+    scores = {f: s["score"] for f, s in fitted.comparison_.items()}
+    assert fitted.meta["family"] == min(scores, key=scores.get)
+    small = LatencyPredictor().fit(ops[:6], y[:6])
+    assert small.meta["family"] == "additive" and small.comparison_ == {}
+
+
+def test_fit_rejects_bad_input(phone_table):
+    ops, y = phone_table
+    with pytest.raises(LatkitError, match="3 ops but 2 latencies"):
+        LatencyPredictor().fit(ops[:3], y[:2])
+    with pytest.raises(LatkitError, match="positive"):
+        LatencyPredictor().fit(ops[:2], [1.0, -1.0])
+    with pytest.raises(LatkitError, match="not fitted"):
+        LatencyPredictor().predict(ops[:1])
+
+
+def test_save_load_round_trip_is_plain_json(tmp_path, phone_table, phone_predictor):
+    ops, _ = phone_table
+    space_ops = [op for layer in load_space("proxyless-mobile").layers() for op in layer.candidates]
+    wider = [op.replace(cin=op.cin + 8) for op in ops if op.type == "mbconv" and not op.skip]
+    path = phone_predictor.save(tmp_path / "p" / "predictor.json")
+    text = path.read_text()
+    state = json.loads(text)  # the whole predictor is one JSON document: nothing to unpickle
+    assert state["format"] == "latkit-predictor" and state["version"] == 1
+    assert b"\x80" not in path.read_bytes()  # no pickle protocol header anywhere
+    loaded = LatencyPredictor.load(path)
+    for probe in (ops, space_ops, wider):
+        assert np.array_equal(loaded.predict(probe), phone_predictor.predict(probe))
+    assert loaded.meta == phone_predictor.meta and loaded.device == "phone"
+
+
+@pytest.mark.parametrize("family", ["gbdt", "hybrid"])
+def test_tree_families_round_trip(tmp_path, phone_table, family):
+    ops, y = phone_table
+    fitted = LatencyPredictor(family=family).fit(ops[::2], y[::2])
+    loaded = LatencyPredictor.load(fitted.save(tmp_path / "t.json"))
+    assert np.array_equal(loaded.predict(ops), fitted.predict(ops))
+
+
+def test_loading_for_another_device_or_runtime_warns_naming_both(tmp_path, phone_predictor):
+    path = phone_predictor.save(tmp_path / "predictor.json")
+    with pytest.warns(PredictorMismatchWarning) as caught:
+        LatencyPredictor.load(path, expect={"device": "pixel7", "batch": 8, "runtime": "tflite"})
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert any("'phone'" in m and "'pixel7'" in m for m in messages)
+    assert any("batch 1" in m and "batch 8" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LatencyPredictor.load(path, expect={"device": "phone", "batch": 1})
+
+
+def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, phone_predictor):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(LatkitError, match="not a JSON predictor"):
+        LatencyPredictor.load(bad)
+    bad.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(LatkitError, match="not a latkit predictor"):
+        LatencyPredictor.load(bad)
+    state = phone_predictor.to_state()
+    state["version"] = 99
+    bad.write_text(json.dumps(state))
+    with pytest.raises(LatkitError, match="format version 99"):
+        LatencyPredictor.load(bad)
+    state["version"] = 1
+    state["model"]["family"] = "pickled"
+    bad.write_text(json.dumps(state))
+    with pytest.raises(LatkitError, match="'pickled'"):
+        LatencyPredictor.load(bad)
+
+
+def test_load_predictor_says_what_to_run(tmp_path, phone_predictor):
+    assert predictor_path("phone", tmp_path) == tmp_path / "phone" / "predictor.json"
+    with pytest.raises(LatkitError) as err:
+        load_predictor("pixel7", tmp_path)
+    message = str(err.value)
+    assert "latkit profile --device" in message and "latkit fit --device pixel7" in message
+    assert f"--data-dir {tmp_path}" in message
+    phone_predictor.save(predictor_path("phone", tmp_path))
+    assert load_predictor("phone", tmp_path).device == "phone"

@@ -1,0 +1,137 @@
+"""Fitting F from whole-network timings: the additive least-squares fit on real op timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from latkit.errors import LatkitError
+from latkit.metrics import report
+from latkit.ops import from_key
+from latkit.spaces import load_space
+from predictors import LatencyPredictor, fit_networks, load_network_samples
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
+OVERHEAD_MS = 1.5
+
+
+@pytest.fixture(scope="module")
+def phone_times() -> dict:
+    """Real per-op phone latencies (ms) for every op of the proxyless-mobile space."""
+    table = yaml.safe_load(TRIM.read_text())
+    return {from_key(k): v["mean"] for k, v in table.items()}
+
+
+@pytest.fixture(scope="module")
+def networks(phone_times) -> list[tuple[tuple, float]]:
+    """Networks whose latency has a known additive structure: real op times + a fixed overhead."""
+    space = load_space("proxyless-mobile")
+    out = []
+    for _, network in space.sample_networks(120, seed=3):
+        total = sum(phone_times.get(op, 0.0) for op in network.ops)
+        out.append((network.ops, total + OVERHEAD_MS))
+    return out
+
+
+def test_fit_from_networks_alone_predicts_held_out_networks(networks):
+    predictor, held = fit_networks(networks[:80], test_fraction=0.25, seed=0)
+    assert predictor.meta["family"] == "additive" and predictor.meta["source"] == "networks"
+    assert predictor.meta["n_train"] == 60 and predictor.meta["n_test"] == 20
+    assert held["acc10"] == 1.0 and held["rmspe"] < 3
+    fresh = networks[80:]  # never seen, in any split
+    fresh_metrics = report(
+        [predictor.predict_network(ops) for ops, _ in fresh], [t for _, t in fresh]
+    )
+    assert fresh_metrics["acc10"] == 1.0 and fresh_metrics["spearman"] > 0.9
+
+
+def test_fit_with_an_exact_base_recovers_the_overhead(networks, phone_times):
+    """With the true per-op table as base, the only structure left is the overhead."""
+    base = LatencyPredictor(device="phone").fit(list(phone_times), list(phone_times.values()))
+    predictor, held = fit_networks(networks[:40], test_fraction=0.25, seed=0, base=base)
+    assert predictor.meta["family"] == "calibrated" and predictor.device == "phone"
+    assert predictor.overhead_ms == pytest.approx(OVERHEAD_MS, abs=0.05)
+    assert predictor.model_.scale == pytest.approx(1.0, abs=0.01)
+    assert held["rmspe"] < 0.2
+    ops, latency = networks[100]
+    assert predictor.predict_network(ops) == pytest.approx(latency, rel=0.005)
+
+
+def test_calibrated_predictor_round_trips_through_json(tmp_path, networks, phone_times):
+    base = LatencyPredictor(device="phone").fit(list(phone_times), list(phone_times.values()))
+    predictor, _ = fit_networks(networks[:30], test_fraction=0.0, seed=0, base=base)
+    loaded = LatencyPredictor.load(predictor.save(tmp_path / "predictor.json"))
+    probe = [ops for ops, _ in networks[30:40]]
+    assert [loaded.predict_network(o) for o in probe] == [
+        predictor.predict_network(o) for o in probe
+    ]
+
+
+def test_fit_networks_needs_networks(networks):
+    with pytest.raises(LatkitError, match="at least 2"):
+        fit_networks(networks[:1])
+
+
+def test_network_samples_read_from_jsonl(tmp_path, networks):
+    path = tmp_path / "nets.jsonl"
+    lines = [
+        json.dumps({"ops": [op.key for op in ops], "latency_ms": t}) for ops, t in networks[:3]
+    ]
+    ops, latency = networks[3]
+    lines.append(json.dumps({"ops": [op.to_dict() for op in ops], "latency_ms": latency}))
+    path.write_text("\n".join(lines) + "\n\n")
+    samples = load_network_samples(path)
+    # keys name every op exactly except a zero op's identity skip, which costs nothing anyway
+    assert [[op.key for op in s[0]] for s in samples] == [
+        [op.key for op in n[0]] for n in networks[:4]
+    ]
+    assert tuple(samples[3][0]) == tuple(networks[3][0])  # op dicts are exact
+    assert [s[1] for s in samples] == [n[1] for n in networks[:4]]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{oops", r"nets\.jsonl:2: not JSON"),
+        (
+            '{"ops": ["Conv-input:224x224x3-output:112x112x32"]}',
+            r"nets\.jsonl:2: missing field 'latency_ms'",
+        ),
+        ('{"ops": ["Nope-input:1x1x1"], "latency_ms": 2}', r"nets\.jsonl:2: key 'Nope"),
+        ('{"ops": [{"type": "conv", "cin": 3}], "latency_ms": 2}', r"nets\.jsonl:2: .*input_hw"),
+        ('{"ops": [], "latency_ms": 2}', r"nets\.jsonl:2: needs a non-empty"),
+    ],
+)
+def test_bad_network_lines_name_their_line(tmp_path, networks, line, message):
+    ops, latency = networks[0]
+    good = json.dumps({"ops": [op.key for op in ops], "latency_ms": latency})
+    path = tmp_path / "nets.jsonl"
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(LatkitError, match=message):
+        load_network_samples(path)
+
+
+def test_network_sums_are_additive_in_the_cost_features(networks):
+    """The property the fit relies on: a network's features are the sum of its ops'."""
+    from predictors.features import components
+
+    ops, _ = networks[0]
+    assert np.allclose(components(ops).sum(axis=0), sum(components([op])[0] for op in ops))
+
+
+def test_networks_timed_under_background_load_do_not_drag_the_fit(networks, phone_times):
+    """One network in eight timed 1.8x slow (a burst of load on a shared machine)."""
+    loaded = [(ops, t * 1.8 if i % 8 == 0 else t) for i, (ops, t) in enumerate(networks[:80])]
+    fresh = networks[80:]
+    truth = [t for _, t in fresh]
+    alone, _ = fit_networks(loaded, test_fraction=0.0, seed=0)
+    assert report([alone.predict_network(o) for o, _ in fresh], truth)["rmspe"] < 3
+    base = LatencyPredictor().fit(list(phone_times), list(phone_times.values()))
+    calibrated, _ = fit_networks(loaded, test_fraction=0.0, seed=0, base=base)
+    assert calibrated.overhead_ms == pytest.approx(OVERHEAD_MS, abs=0.3)
+    assert report([calibrated.predict_network(o) for o, _ in fresh], truth)["rmspe"] < 1
