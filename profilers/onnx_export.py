@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -36,7 +37,7 @@ def export_onnx(ops: Sequence[OpSpec], path: str | Path | None = None, seed: int
     small = _shape_free(ops) and first.input_hw > TRACE_HW
     example = example_input(first.replace(input_hw=TRACE_HW) if small else first)
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _one_thread():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
@@ -53,6 +54,18 @@ def export_onnx(ops: Sequence[OpSpec], path: str | Path | None = None, seed: int
     if path is not None:
         Path(path).write_bytes(data)
     return data
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Trace on one thread: the traced convs are tiny, and idle OpenMP workers spinning for work
+    made export several times slower on a busy machine (and stole cycles from timing)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _set_input_hw(data: bytes, hw: int) -> bytes:
