@@ -116,7 +116,7 @@ def devices(
         console.print(table)
     else:
         console.print(
-            "no Android devices found: plug a phone in with USB debugging on (docs/android.md), "
+            "no Android devices found: plug a phone in with USB debugging on (README, 'Profile your phone over USB'), "
             "or start the emulated phone with `latkit emulate-phone` and pass --tcp 127.0.0.1:PORT"
         )
     for note in notes:
