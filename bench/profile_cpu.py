@@ -32,15 +32,19 @@ def main() -> None:
     args = parser.parse_args()
     device = load_device(args.device)
     profiler = get_profiler(device)
-    print(f"host: {host_model()} ({platform.machine()}), runtime {device.runtime}, "
-          f"threads {device.threads}, timing {device.timing.model_dump()}")
+    print(
+        f"host: {host_model()} ({platform.machine()}), runtime {device.runtime}, "
+        f"threads {device.threads}, timing {device.timing.model_dump()}"
+    )
     with tempfile.TemporaryDirectory() as tmp, MeasurementStore(Path(tmp) / "s.sqlite") as store:
         ops = load_space(args.space).distinct_ops()
         summary = profile_ops(profiler, ops, store)
         print(f"distinct ops: {summary.ops}")
         print(f"median across-round CV: {summary.median_cv:.4%}")
-        print(f"wall {summary.wall_s:.1f} s / timed {summary.timed_s:.1f} s = "
-              f"{summary.wall_s / summary.timed_s:.2f} (export and session creation included)")
+        print(
+            f"wall {summary.wall_s:.1f} s / timed {summary.timed_s:.1f} s = "
+            f"{summary.wall_s / summary.timed_s:.2f} (export and session creation included)"
+        )
         env = profiler.environment()
         for name in ("proxyless_mobile", "proxyless_cpu", "proxyless_gpu"):
             net = Network.load(ARCHS / f"{name}.config", batch=device.batch_size)
@@ -49,8 +53,10 @@ def main() -> None:
             profile_ops(profiler, timed, store)
             medians = store.dataframe(device.name, env.env_id).set_index("key")["median_ms"]
             op_sum = float(medians.loc[[op.key for op in timed]].sum())
-            print(f"{name}: whole network {whole:.3f} ms, sum of {len(timed)} ops "
-                  f"{op_sum:.3f} ms, whole / sum = {whole / op_sum:.3f}")
+            print(
+                f"{name}: whole network {whole:.3f} ms, sum of {len(timed)} ops "
+                f"{op_sum:.3f} ms, whole / sum = {whole / op_sum:.3f}"
+            )
 
 
 if __name__ == "__main__":

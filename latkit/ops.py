@@ -59,7 +59,9 @@ class OpSpec:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LatkitError(f"op field {name} must be a positive integer, got {value!r}")
         if self.kernel % 2 == 0:
-            raise LatkitError(f"op kernel must be odd (padding k//2 keeps the size), got {self.kernel}")
+            raise LatkitError(
+                f"op kernel must be odd (padding k//2 keeps the size), got {self.kernel}"
+            )
         if not self.expand > 0:
             raise LatkitError(f"op field expand must be positive, got {self.expand!r}")
         if self.type == "mbconv" and (self.mid % self.groups or self.cout % self.groups):
@@ -315,8 +317,15 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
         spec = OpSpec("pool", int(match[1]), int(match[3]), int(match[6]), batch=batch)
     elif match := _ZERO.match(key):
         hi, cin, ho, cout = int(match[1]), int(match[3]), int(match[4]), int(match[6])
-        spec = OpSpec("zero", hi, cin, cout, stride=max(1, round(hi / ho)),
-                      skip=match[7] is not None, batch=batch)
+        spec = OpSpec(
+            "zero",
+            hi,
+            cin,
+            cout,
+            stride=max(1, round(hi / ho)),
+            skip=match[7] is not None,
+            batch=batch,
+        )
         _check_shape(key, spec, ho)
     else:
         raise KeyError_(f"key {key!r} is not a ProxylessNAS or once-for-all latency-table key")

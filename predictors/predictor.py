@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import theilslopes
 
 from latkit import metrics
 from latkit.errors import LatkitError
@@ -99,6 +100,8 @@ class LatencyPredictor:
         device: the device name this predictor is for.
         meta: where its data came from (runtime, runtime_version, batch, env_id, ...).
         overhead_ms: per-network time beyond the sum of its ops (e.g. input copies, cache misses).
+        per_op_ms: time each op's isolated timing includes but a whole network pays only once
+            (the runtime's per-call cost); subtracted from every non-zero op inside a network.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class LatencyPredictor:
         device: str = "",
         meta: dict[str, Any] | None = None,
         overhead_ms: float = 0.0,
+        per_op_ms: float = 0.0,
     ) -> None:
         self.family = family
         self.families = tuple(families)
@@ -116,6 +120,7 @@ class LatencyPredictor:
         self.device = device
         self.meta = dict(meta or {})
         self.overhead_ms = float(overhead_ms)
+        self.per_op_ms = float(per_op_ms)
         self._cache: dict[OpSpec, float] = {}
 
     # --- fitting ----------------------------------------------------------------------------------
@@ -201,9 +206,16 @@ class LatencyPredictor:
                 out[i] = cache[ops[i]]
         return out
 
+    def contribution(self, ops: Sequence[OpSpec]) -> np.ndarray:
+        """What each op adds to a whole network: F(op) less the per-call cost paid once per
+        network (0 for zero ops). The search's E[LAT] sums these."""
+        values = self.predict(ops)
+        timed = np.array([op.type != "zero" for op in ops], dtype=bool)
+        return np.where(timed, values - self.per_op_ms, 0.0)
+
     def predict_network(self, ops: Sequence[OpSpec]) -> float:
-        """A whole network's latency: the sum over its ops plus the fitted per-network overhead."""
-        return float(self.predict(ops).sum() + self.overhead_ms)
+        """A whole network's latency: the sum of its ops' contributions plus the overhead."""
+        return float(self.contribution(ops).sum() + self.overhead_ms)
 
     def is_measured(self, op: OpSpec) -> bool:
         """Whether `op` is answered from the table rather than the model."""
@@ -211,13 +223,21 @@ class LatencyPredictor:
         return op in self.table_
 
     def fit_overhead(self, samples: Sequence[tuple[Sequence[OpSpec], float]]) -> float:
-        """Set `overhead_ms` to the median of (measured - sum of ops) over whole networks.
+        """Fit gap = overhead - per_op * (non-zero ops) over whole networks, where gap is
+        measured minus the sum of F.
 
-        The median, because a network timed during a burst of background load must not shift
-        every prediction.
+        Each op timed alone pays the runtime's per-call cost once, a network pays it once in
+        all, so networks with fewer ops (more zero ops) sit higher above their op sum. The fit is
+        Theil-Sen (median of pairwise slopes), so a network timed during a burst of background
+        load moves neither number; with fewer than 3 networks or one op count, the per-op part
+        is 0 and the overhead is the median gap.
         """
-        gaps = [latency - float(self.predict(ops).sum()) for ops, latency in samples]
-        self.overhead_ms = float(np.median(gaps)) if gaps else 0.0
+        gaps = np.array([latency - float(self.predict(ops).sum()) for ops, latency in samples])
+        counts = np.array([sum(op.type != "zero" for op in ops) for ops, _ in samples])
+        self.per_op_ms, self.overhead_ms = 0.0, float(np.median(gaps)) if len(gaps) else 0.0
+        if len(gaps) >= 3 and len(set(counts.tolist())) > 1:
+            slope, intercept, _, _ = theilslopes(gaps, counts)
+            self.per_op_ms, self.overhead_ms = float(-slope), float(intercept)
         self.meta["overhead_networks"] = len(gaps)
         return self.overhead_ms
 
@@ -230,6 +250,7 @@ class LatencyPredictor:
             "version": FORMAT_VERSION,
             "device": self.device,
             "overhead_ms": self.overhead_ms,
+            "per_op_ms": self.per_op_ms,
             "meta": self.meta,
             "params": {"family": self.family, "families": list(self.families), "seed": self.seed},
             "table": [[op.to_dict(), ms] for op, ms in self.table_.items()],
@@ -255,6 +276,7 @@ class LatencyPredictor:
                 device=state["device"],
                 meta=state["meta"],
                 overhead_ms=state["overhead_ms"],
+                per_op_ms=state.get("per_op_ms", 0.0),
             )
             predictor.table_ = {OpSpec.from_dict(op): float(ms) for op, ms in state["table"]}
             predictor.model_ = model_from_state(state["model"])

@@ -155,8 +155,12 @@ def test_cost_features_grow_with_width():
 
 @pytest.mark.parametrize(
     "spec",
-    [OpSpec("zero", 14, 40, 40, skip=True), OpSpec("zero", 14, 40, 80, stride=2),
-     OpSpec("conv", 32, 3, 16, kernel=3, act="hswish"), OpSpec("conv", 7, 160, 960, act="hswish")],
+    [
+        OpSpec("zero", 14, 40, 40, skip=True),
+        OpSpec("zero", 14, 40, 80, stride=2),
+        OpSpec("conv", 32, 3, 16, kernel=3, act="hswish"),
+        OpSpec("conv", 7, 160, 960, act="hswish"),
+    ],
     ids=lambda s: s.key,
 )
 def test_latkit_only_fields_survive_the_key(spec):

@@ -72,6 +72,29 @@ def test_zero_ops_cost_nothing_and_networks_add_the_overhead(phone_table, phone_
         phone_predictor.overhead_ms = 0.0
 
 
+def test_overhead_fit_separates_per_call_cost_from_per_network_cost(phone_table):
+    # Networks of the real phone table's ops, with a per-call cost each isolated op timing
+    # paid (0.3 ms) and a per-network overhead (2 ms); one network timed under load (x1.5).
+    ops, y = phone_table
+    predictor = LatencyPredictor(family="additive").fit(ops, y)
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(12):
+        chosen = [ops[j] for j in rng.choice(len(ops), size=rng.integers(5, 20), replace=False)]
+        chosen += [OpSpec("zero", 14, 96, 96, skip=True)] * int(rng.integers(0, 4))
+        timed = sum(op.type != "zero" for op in chosen)
+        latency = float(predictor.predict(chosen).sum()) - 0.3 * timed + 2.0
+        samples.append((chosen, latency * (1.5 if i == 3 else 1.0)))
+    predictor.fit_overhead(samples)
+    assert predictor.per_op_ms == pytest.approx(0.3, abs=1e-6)
+    assert predictor.overhead_ms == pytest.approx(2.0, abs=1e-6)
+    clean = [s for i, s in enumerate(samples) if i != 3]
+    for chosen, latency in clean:
+        assert predictor.predict_network(chosen) == pytest.approx(latency)
+    contribution = predictor.contribution([ops[0], OpSpec("zero", 14, 96, 96, skip=True)])
+    assert contribution.tolist() == pytest.approx([y[0] - 0.3, 0.0])
+
+
 def test_unseen_ops_go_to_the_model_and_are_cached(phone_predictor):
     op = OpSpec("mbconv", 14, 112, 112, kernel=5, expand=4.0, skip=True)
     assert not phone_predictor.is_measured(op)

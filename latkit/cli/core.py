@@ -54,7 +54,9 @@ def profile(
         profiler = get_profiler(config)
         if keep:
             if not hasattr(profiler, "keep_files"):
-                raise LatkitError("--keep applies to Android devices only (files pushed to a phone)")
+                raise LatkitError(
+                    "--keep applies to Android devices only (files pushed to a phone)"
+                )
             profiler.keep_files = True
         if hasattr(profiler, "raw_dir"):
             profiler.raw_dir = Path(db).parent / "raw"

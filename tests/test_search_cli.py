@@ -1,0 +1,226 @@
+"""Searches end to end: a real profile of proxyless-tiny on this CPU, a real fitted F, digits.
+
+The module fixture profiles the space with onnxruntime (quick timing) and fits F with
+`fit_device`; every search below uses that predictor and times its result on the same CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write_device
+from typer.testing import CliRunner
+
+from latkit.cli import app
+from latkit.cli.search import torch_threads
+from latkit.devices import load_device
+from latkit.errors import LatkitError
+from latkit.spaces import Network, load_space
+from latkit.store import MeasurementStore
+from predictors import fit_device, load_predictor
+from profilers import get_profiler
+from profilers.session import profile_ops
+from search.datasets import Dataset, Split, load_dataset
+from search.latency import LatencyTable
+from search.run import run_search
+from search.trainer import SearchConfig
+
+SPACE = load_space("proxyless-tiny")
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, (LatkitError, SystemExit)):
+        raise result.exception
+    return result
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("search")
+    device_file = write_device(root / "search-cpu.yaml", name="search-cpu")
+    device = load_device(device_file)
+    db, data_dir = root / "store.sqlite", root / "data"
+    with MeasurementStore(db) as store:
+        profiler = get_profiler(device)
+        try:
+            profile_ops(profiler, SPACE.distinct_ops(), store)
+        finally:
+            profiler.close()
+        fit_device(store, device.name, data_dir=data_dir)
+    predictor = load_predictor(device.name, data_dir)
+    table = LatencyTable.from_predictor(predictor, SPACE)
+    return {
+        "root": root,
+        "device_file": device_file,
+        "device": device,
+        "db": db,
+        "data_dir": data_dir,
+        "predictor": predictor,
+        "table": table,
+    }
+
+
+def test_a_tighter_target_finds_a_faster_architecture(fitted, tmp_path):
+    data = load_dataset("digits", SPACE.input_hw, seed=0)
+    table = fitted["table"]
+    _, fastest = table.fastest()
+    _, slowest = table.slowest()
+    predicted = {}
+    for name, target in (("tight", fastest), ("loose", 10 * slowest)):
+        # an arch step after every weight step: enough steps for α to move in a short test
+        config = SearchConfig(
+            target_ms=target,
+            epochs=2,
+            warmup_epochs=1,
+            arch_every=1,
+            arch_lr=0.05,
+            loss="add-linear",
+            seed=0,
+        )
+        with torch_threads(1):
+            result = run_search(
+                fitted["device"],
+                config,
+                space=SPACE,
+                dataset=data,
+                predictor=fitted["predictor"],
+                final_epochs=0,
+                measure=False,
+                out_dir=tmp_path / name,
+            )
+        assert result.predicted_ms == pytest.approx(table.of_arch(result.arch), rel=1e-5)
+        predicted[name] = (result.history[-1].expected_ms, result.predicted_ms)
+        history = result.history
+        assert [r.phase for r in history] == ["warmup", "search", "search"]
+        assert history[-1].arch_steps > 0
+    # Same seed, same batches: only the latency pressure differs, so the tighter target ends
+    # with a lower E[LAT]; its argmax architecture is never slower than the loose one's.
+    assert predicted["tight"][0] < predicted["loose"][0], predicted
+    assert predicted["tight"][1] <= predicted["loose"][1], predicted
+
+
+def test_search_command_end_to_end(fitted, tmp_path):
+    table = fitted["table"]
+    _, fastest = table.fastest()
+    _, slowest = table.slowest()
+    target = round(fastest + 0.3 * (slowest - fastest), 4)
+    out, json_path = tmp_path / "out", tmp_path / "result.json"
+    result = invoke(
+        "search",
+        "--device",
+        fitted["device_file"],
+        "--target-ms",
+        target,
+        "--epochs",
+        1,
+        "--warmup-epochs",
+        0,
+        "--final-epochs",
+        1,
+        "--batch-size",
+        64,
+        "--hard-budget",
+        "--train-threads",
+        1,
+        "--db",
+        fitted["db"],
+        "--data-dir",
+        fitted["data_dir"],
+        "--out",
+        out,
+        "--json",
+        json_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert "E[LAT]" in result.output and "entropy" in result.output and "val acc" in result.output
+    payload = json.loads(json_path.read_text())
+    assert {"arch", "target_ms", "predicted_ms", "measured_ms", "accuracy", "search_s"} <= set(
+        payload
+    )
+    assert payload["target_ms"] == target
+    assert payload["predicted_ms"] <= target  # --hard-budget
+    assert payload["measured_ms"] > 0 and 0 <= payload["accuracy"] <= 1
+    network = Network.load(out / "net.config")
+    assert list(SPACE.arch_of(network)) == payload["arch_index"]
+    assert (out / "search.png").stat().st_size > 0
+    assert len((out / "history.csv").read_text().splitlines()) == 2
+    with MeasurementStore(fitted["db"]) as store:
+        timed = store.networks(fitted["device"].name)
+    assert (timed["origin"] == "search").sum() >= 1
+
+
+def test_reinforce_strategy_runs(fitted, tmp_path):
+    digits = load_dataset("digits", SPACE.input_hw, seed=0)
+    subset = Split(digits.train.x[:320], digits.train.y[:320])  # real digits, fewer of them
+    data = Dataset("digits", subset, digits.val, digits.test, 10)
+    config = SearchConfig(target_ms=0.2, strategy="reinforce", epochs=1, warmup_epochs=0, seed=0)
+    result = run_search(
+        fitted["device"],
+        config,
+        space=SPACE,
+        dataset=data,
+        predictor=fitted["predictor"],
+        final_epochs=0,
+        measure=False,
+        out_dir=tmp_path,
+    )
+    assert result.history[-1].arch_steps == 2  # 10 weight steps, one REINFORCE step per 5
+    assert Network.load(tmp_path / "net.config").ops == result.network.ops
+
+
+def test_search_without_a_predictor_says_what_to_run(fitted, tmp_path):
+    result = invoke(
+        "search",
+        "--device",
+        fitted["device_file"],
+        "--target-ms",
+        0.2,
+        "--db",
+        fitted["db"],
+        "--data-dir",
+        tmp_path / "empty",
+    )
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "latkit profile" in message and "latkit fit" in message
+
+
+def test_bad_options_are_one_line_errors(fitted, tmp_path):
+    common = ["--db", fitted["db"], "--data-dir", fitted["data_dir"], "--out", tmp_path]
+    result = invoke("search", "-d", fitted["device_file"], "-t", 0.2, "--loss", "l1", *common)
+    assert isinstance(result.exception, LatkitError) and "--loss" in str(result.exception)
+    result = invoke("search", "-d", fitted["device_file"], "-t", 0.2, "--mode", "x", *common)
+    assert isinstance(result.exception, LatkitError) and "--mode" in str(result.exception)
+    result = invoke("search", "-d", fitted["device_file"], "-t", 0.0001, "--hard-budget", *common)
+    assert isinstance(result.exception, LatkitError) and "fastest" in str(result.exception)
+
+
+def test_search_reads_cifar10_folder_errors(fitted, tmp_path):
+    result = invoke(
+        "search",
+        "-d",
+        fitted["device_file"],
+        "-t",
+        0.2,
+        "--dataset",
+        f"cifar10:{tmp_path / 'missing'}",
+        "--db",
+        fitted["db"],
+        "--data-dir",
+        fitted["data_dir"],
+        "--out",
+        tmp_path,
+    )
+    assert isinstance(result.exception, LatkitError)
+    assert "does not exist" in str(result.exception)
+
+
+def test_default_output_folder_is_under_the_device(fitted):
+    from search.run import default_out_dir
+
+    path = default_out_dir(Path("data"), "pixel", "proxyless-tiny", 12.5)
+    assert path == Path("data/pixel/search-proxyless-tiny-12.5ms")
