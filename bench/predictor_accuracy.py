@@ -207,7 +207,8 @@ def section_local(args: argparse.Namespace, store: MeasurementStore, out_dir: Pa
     )
     print(
         f"F from ops: family {predictor.meta['family']}, {len(predictor.table_)} table ops, "
-        f"overhead {predictor.overhead_ms:.3f} ms (median gap over the training networks)"
+        f"overhead {predictor.overhead_ms:.3f} ms per network, {predictor.per_op_ms:.4f} ms per op "
+        "(Theil-Sen over the training networks)"
     )
     print(
         f"validation on {n_val} whole networks (seed 0; {validation.csv_path.name} and "
