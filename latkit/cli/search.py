@@ -321,25 +321,19 @@ def quickstart(
             )
     wall = time.perf_counter() - started
     summary_table = Table(title=f"latkit quickstart on {config.name} ({wall:.0f} s)")
-    for col in (
-        "ops profiled",
-        "F ±10% (networks)",
-        "final architecture",
-        "target ms",
-        "predicted ms",
-        "measured ms",
-        "test acc",
-    ):
-        summary_table.add_column(col, justify="right")
-    summary_table.add_row(
-        str(summary.ops),
-        f"{validation.metrics['acc10']:.0%} of {validation.n}",
-        " ".join(result.names),
-        f"{target:g}",
-        f"{result.predicted_ms:.4f}",
-        "-" if result.measured_ms is None else f"{result.measured_ms:.4f}",
-        "-" if result.accuracy is None else f"{result.accuracy:.1%}",
-    )
+    summary_table.add_column("")
+    summary_table.add_column("result")
+    rows = {
+        "ops profiled": str(summary.ops),
+        "F ±10% (networks)": f"{validation.metrics['acc10']:.0%} of {validation.n}",
+        "final architecture": " ".join(result.names),
+        "target ms": f"{target:g}",
+        "predicted ms": f"{result.predicted_ms:.4f}",
+        "measured ms": "-" if result.measured_ms is None else f"{result.measured_ms:.4f}",
+        "test acc": "-" if result.accuracy is None else f"{result.accuracy:.1%}",
+    }
+    for name, value in rows.items():
+        summary_table.add_row(name, value)
     console.print(summary_table)
     console.print(
         f"predictor: {fitted.path}  validation: {validation.png_path}  "
