@@ -11,10 +11,10 @@ import posixpath
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from latkit.errors import DeviceFileError
+from latkit.files import read_yaml
 
 RUNTIMES: dict[str, tuple[str, ...]] = {
     "cpu": ("onnxruntime", "torch", "litert"),
@@ -139,18 +139,4 @@ def parse_device(data: object, source: str = "<device>") -> DeviceConfig:
 
 def load_device(path: str | Path) -> DeviceConfig:
     """Read and validate a device file; every failure is one DeviceFileError line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DeviceFileError(f"{path}: device file not found") from None
-    except OSError as exc:
-        raise DeviceFileError(f"{path}: cannot read device file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise DeviceFileError(f"{path}: bad YAML{where}: {problem}") from None
-    return parse_device(data, str(path))
+    return parse_device(read_yaml(path, "device file", DeviceFileError), str(path))

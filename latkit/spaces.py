@@ -8,7 +8,6 @@ resulting ordered list of op specs and converts to and from ProxylessNAS's `net.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from latkit.errors import LatkitError
+from latkit.files import read_json, read_yaml
 from latkit.ops import OpSpec
 
 
@@ -191,12 +191,7 @@ class Network:
     @classmethod
     def load(cls, path: str | Path, batch: int = 1) -> Network:
         path = Path(path)
-        try:
-            config = json.loads(path.read_text())
-        except OSError as exc:
-            raise LatkitError(f"{path}: cannot read architecture ({exc.strerror})") from exc
-        except json.JSONDecodeError as exc:
-            raise LatkitError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from exc
+        config = read_json(path, "architecture")
         try:
             return cls.from_config(config, batch=batch, name=path.stem)
         except LatkitError as exc:
@@ -420,10 +415,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         raise LatkitError(
             f"space {name_or_path!r} is neither a built-in ({', '.join(builtins)}) nor a file"
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise LatkitError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_yaml(path, "space file")
     if not isinstance(data, dict):
         raise LatkitError(f"{path}: a space file must be a YAML mapping")
     return SearchSpace.from_dict(data, source=str(path))

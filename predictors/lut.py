@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from latkit.errors import LatkitError
+from latkit.files import read_yaml
 from latkit.ops import DIALECTS, OpSpec, detect_dialect, from_key, to_key
 from latkit.store import OP_FIELDS, Environment, MeasurementStore, Stats
 from predictors.fit import latest_env_rows, ops_of
@@ -59,12 +60,7 @@ def imported_stats(mean: float, std: float, count: int) -> Stats:
 def read_lut(path: str | Path) -> tuple[str, list[LutEntry]]:
     """(dialect, entries) of a YAML LUT; the dialect is detected once for the whole file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LatkitError(f"{path}: cannot read the LUT ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise LatkitError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, "LUT")
     if not isinstance(data, dict) or not data:
         raise LatkitError(f"{path}: a LUT is a YAML mapping of op keys to count/mean/var|std")
     dialect = "ofa" if any(detect_dialect(str(k)) == "ofa" for k in data) else "proxylessnas"

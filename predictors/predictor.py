@@ -21,6 +21,7 @@ from scipy.stats import theilslopes
 
 from latkit import metrics
 from latkit.errors import LatkitError
+from latkit.files import read_json
 from latkit.ops import OpSpec
 from predictors.models import Model, make_model, model_from_state
 
@@ -299,14 +300,7 @@ class LatencyPredictor:
         """Read a saved predictor. `expect` ({"device", "runtime_version", "batch", ...}) is what
         the caller is about to use it for; every known field that differs is warned about."""
         path = Path(path)
-        try:
-            state = json.loads(path.read_text())
-        except OSError as exc:
-            raise LatkitError(f"{path}: cannot read the predictor ({exc.strerror})") from None
-        except json.JSONDecodeError as exc:
-            raise LatkitError(
-                f"{path}: not a JSON predictor ({exc.msg}, line {exc.lineno})"
-            ) from None
+        state = read_json(path, "predictor")
         predictor = cls.from_state(state, str(path))
         for message in predictor.mismatches(expect or {}):
             warnings.warn(f"{path}: {message}", PredictorMismatchWarning, stacklevel=2)
