@@ -58,13 +58,18 @@ def predictor_path(device_name: str, data_dir: Path = DATA_DIR) -> Path:
     return Path(data_dir) / device_name / "predictor.json"
 
 
-def _profile_hint(device_name: str) -> str:
+def _profile_hint(device_name: str, device_file: str | None) -> str:
+    if device_file:
+        return device_file
     guess = Path("device_configs") / f"{device_name}.yaml"
     return str(guess) if guess.exists() else f"<device file of {device_name}>"
 
 
 def load_predictor(
-    device_name: str, data_dir: Path = DATA_DIR, expect: dict[str, Any] | None = None
+    device_name: str,
+    data_dir: Path = DATA_DIR,
+    expect: dict[str, Any] | None = None,
+    device_file: str | None = None,
 ) -> LatencyPredictor:
     """The fitted predictor of a device; a missing one is an error that says how to make it.
 
@@ -76,7 +81,7 @@ def load_predictor(
         extra = "" if Path(data_dir) == DATA_DIR else f" --data-dir {data_dir}"
         raise LatkitError(
             f"no predictor for device {device_name!r} at {path}: run "
-            f"`latkit profile --device {_profile_hint(device_name)}` and then "
+            f"`latkit profile --device {_profile_hint(device_name, device_file)}` and then "
             f"`latkit fit --device {device_name}{extra}`"
         )
     return LatencyPredictor.load(path, expect={"device": device_name, **(expect or {})})

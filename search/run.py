@@ -109,7 +109,7 @@ def run_search(
     if predictor is None:
         from predictors import load_predictor
 
-        predictor = load_predictor(device.name, Path(data_dir))
+        predictor = load_predictor(device.name, Path(data_dir), device_file=device.source)
     table = LatencyTable.from_predictor(predictor, space, batch=device.batch_size)
     _, fastest_ms = table.fastest()
     _, slowest_ms = table.slowest()

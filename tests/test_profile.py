@@ -173,3 +173,29 @@ def test_interrupted_profile_loses_nothing_and_resumes(tmp_path, sig):
     assert len(keys) == len(set(keys)) == 40
     assert sorted(keys) == sorted(op.key for op in load_space("proxyless-tiny").distinct_ops())
     assert all(dict(rows)[k] == t for k, t in kept.items())  # finished rows were not redone
+
+
+def test_time_network_sets_whole_network_beside_sum_of_ops(tmp_path):
+    device = write_device(tmp_path / "dev.yaml")
+    space = load_space("proxyless-tiny")
+    arch = tmp_path / "net.config"
+    arch.write_text(json.dumps(space.network([1, 6, 0, 6, 2, 3]).to_config()))
+    db, out = tmp_path / "s.sqlite", tmp_path / "nets.json"
+    _invoke(
+        "time-network",
+        "--device",
+        str(device),
+        "--arch",
+        str(arch),
+        "--db",
+        str(db),
+        "--json",
+        str(out),
+    )
+    (row,) = json.loads(out.read_text())["networks"]
+    assert row["network"] == "net" and row["measured_ms"] > 0
+    with sqlite3.connect(db) as conn:
+        ops = dict(conn.execute("SELECT key, median_ms FROM measurements"))
+        assert conn.execute("SELECT COUNT(*) FROM networks").fetchone()[0] == 1
+    timed = [op for op in space.network([1, 6, 0, 6, 2, 3]).ops if op.type != "zero"]
+    assert row["sum_of_ops_ms"] == pytest.approx(sum(ops[op.key] for op in timed))

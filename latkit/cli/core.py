@@ -172,14 +172,14 @@ def time_network(
     rows = []
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "time-network")
+        nets = [Network.load(path, batch=config.batch_size) for path in arch]
         profiler = get_profiler(config)
         try:
             register(store, config)
             env = profiler.environment()
             with progress_bar() as bar:
-                task = bar.add_task("networks", total=len(arch))
-                for path in arch:
-                    net = Network.load(path, batch=config.batch_size)
+                task = bar.add_task("networks", total=len(nets))
+                for net in nets:
                     result = profiler.measure_network(net)
                     store.add_network(
                         config.name,

@@ -231,6 +231,7 @@ def validate(
                         "batch": env.batch,
                         "threads": env.threads,
                     },
+                    device_file=config.source,
                 )
             _print_warnings(caught)
             with progress_bar() as bar:
