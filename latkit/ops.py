@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from latkit.errors import LatkitError
 
-OpType = Literal["mbconv", "zero", "conv", "linear", "pool"]
 OP_TYPES: tuple[str, ...] = ("mbconv", "zero", "conv", "linear", "pool")
 ACTS: tuple[str, ...] = ("relu6", "hswish")
 DIALECTS: tuple[str, ...] = ("proxylessnas", "ofa")

@@ -9,7 +9,7 @@ resulting ordered list of op specs and converts to and from ProxylessNAS's `net.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -196,9 +196,6 @@ class Network:
             return cls.from_config(config, batch=batch, name=path.stem)
         except LatkitError as exc:
             raise LatkitError(f"{path}: {exc}") from exc
-
-    def with_batch(self, batch: int) -> Network:
-        return Network(tuple(op.replace(batch=batch) for op in self.ops), self.name)
 
 
 def _check_chain(ops: Sequence[OpSpec]) -> None:
@@ -419,7 +416,3 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if not isinstance(data, dict):
         raise LatkitError(f"{path}: a space file must be a YAML mapping")
     return SearchSpace.from_dict(data, source=str(path))
-
-
-def unique(ops: Iterable[OpSpec]) -> list[OpSpec]:
-    return list(dict.fromkeys(ops))

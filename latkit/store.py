@@ -36,16 +36,6 @@ STAT_FIELDS = (
     "cv",
     "runs",
 )
-ENV_FIELDS = (
-    "runtime",
-    "runtime_version",
-    "threads",
-    "batch",
-    "host",
-    "device_model",
-    "temperature_c",
-    "env_id",
-)
 
 
 @dataclass(frozen=True)

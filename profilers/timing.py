@@ -73,9 +73,6 @@ class Measurement:
             runs=int(len(t)),
         )
 
-    def merged(self, other: Measurement) -> Measurement:
-        return Measurement(self.rounds + other.rounds)
-
 
 class Clock(Protocol):
     """Times one call. `start` and `stop` must leave the device idle before reading any clock."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,10 +57,6 @@ def project_to_budget(
         arch[layer] = cand
         latency = table.of_arch(arch)
     return tuple(arch)
-
-
-def arch_log_prob(probs: Sequence[np.ndarray], arch: Sequence[int]) -> float:
-    return float(sum(math.log(max(float(p[i]), 1e-12)) for p, i in zip(probs, arch)))
 
 
 def write_net_config(network: Network, path: Path) -> Path:
