@@ -27,11 +27,11 @@ from pathlib import Path
 import yaml
 
 from latkit.devices import load_device
+from latkit.profilers import get_profiler
+from latkit.profilers.base import host_model
+from latkit.profilers.session import profile_ops
 from latkit.spaces import load_space
 from latkit.store import MeasurementStore
-from profilers import get_profiler
-from profilers.base import host_model
-from profilers.session import profile_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = ROOT / "device_configs" / "emulated-phone.yaml"

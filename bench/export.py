@@ -22,16 +22,16 @@ from pathlib import Path
 from latkit.devices import DeviceConfig, Timing, load_device
 from latkit.metrics import spearman
 from latkit.ops import OpSpec
+from latkit.profilers import get_profiler
+from latkit.profilers.base import host_model
+from latkit.profilers.onnx_export import export_onnx
+from latkit.profilers.session import profile_ops
+from latkit.profilers.tflite_writer import export_tflite
 from latkit.spaces import Network, load_space
 from latkit.store import MeasurementStore
-from profilers import get_profiler
-from profilers.base import host_model
-from profilers.onnx_export import export_onnx
-from profilers.session import profile_ops
-from profilers.tflite_writer import export_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = ROOT.parent / "shared" / "archs" / "proxylessnas"
+ARCHS = ROOT / "tests" / "data" / "archs" / "proxylessnas"
 NETWORKS = ("proxyless_mobile", "proxyless_cpu", "proxyless_gpu")
 QUICK_TIMING = Timing(warmup=3, runs=10, rounds=2, max_cv=0.05, max_retries=1)
 

@@ -27,7 +27,7 @@ latkit profile --device device_configs/cuda-gpu8.yaml --db "$DB" --json "$OUT/ea
 latkit profile --device device_configs/cuda-gpu8-graphs.yaml --db "$DB" --json "$OUT/graphs.json"
 
 # 4. the three published networks end to end, beside the sum of their ops
-ARCH_DIR=${ARCH_DIR:-../shared/archs/proxylessnas}   # carry a copy where ../shared is absent
+ARCH_DIR=tests/data/archs/proxylessnas
 ARCHS=()
 for n in proxyless_mobile proxyless_cpu proxyless_gpu; do ARCHS+=(--arch "$ARCH_DIR/$n.config"); done
 latkit time-network --device device_configs/cuda-gpu8.yaml --db "$DB" "${ARCHS[@]}" --json "$OUT/networks.json"

@@ -33,22 +33,24 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from latkit.cli.app import RichReporter
 from latkit.devices import Timing, load_device
 from latkit.metrics import report, rmspe, within
 from latkit.ops import OpSpec, detect_dialect, from_key
+from latkit.predictors import MODELS, LatencyPredictor, fit_device, fit_networks
+from latkit.predictors.models import make_model
+from latkit.profilers import get_profiler
+from latkit.profilers.base import Profiler, host_model
+from latkit.profilers.session import profile_ops, time_network
 from latkit.spaces import Network, load_space
 from latkit.store import MeasurementStore
-from predictors import MODELS, LatencyPredictor, fit_device, fit_networks, validate_device
-from predictors.models import make_model
-from profilers import get_profiler
-from profilers.base import Profiler, host_model
-from profilers.session import profile_ops
+from latkit.workflows.validate import validate_device
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
-OFA = SHARED / "luts" / "ofa-note10"
-MOBILE_14 = SHARED / "archs" / "proxylessnas" / "proxyless_mobile_14.config"
+DATA = ROOT / "tests" / "data"
+TRIM = DATA / "luts" / "proxylessnas" / "mobile_trim.yaml"
+OFA = DATA / "luts" / "ofa-note10"
+MOBILE_14 = DATA / "archs" / "proxylessnas" / "proxyless_mobile_14.config"
 #: whole networks are timed with a shorter plan than single ops: a 224x224 network runs
 #: ~10 ms, and its ONNX export (~1 s) costs more than the timing itself
 NETWORK_TIMING = Timing(warmup=5, runs=15, rounds=3, max_cv=0.05, max_retries=2)
@@ -89,18 +91,13 @@ def time_networks(
     profiler: Profiler, store: MeasurementStore, networks: Sequence[Network], label: str
 ) -> list[Sample]:
     """End-to-end medians, committed one by one (a rerun with --db reuses them)."""
-    env = profiler.environment()
     out = []
     with bar() as progress:
-        task = progress.add_task(label, total=len(networks))
+        advance = RichReporter(progress).task(label, len(networks))
         for network in networks:
-            ops = tuple(profiler.prepare(network.ops))
-            stats = store.network_stats(profiler.device.name, ops, env.env_id)
-            if stats is None:
-                stats = profiler.measure_network(network).stats
-                store.add_network(profiler.device.name, ops, stats, env, name=network.name)
-            out.append((ops, stats.median_ms))
-            progress.advance(task)
+            stats = time_network(profiler, store, network, origin="bench")
+            out.append((tuple(profiler.prepare(network.ops)), stats.median_ms))
+            advance(1)
     return out
 
 
@@ -149,13 +146,12 @@ def section_local(args: argparse.Namespace, store: MeasurementStore, out_dir: Pa
     )
     load_before = os.getloadavg()
     with bar() as progress:
-        task = progress.add_task("profiling ops", total=None)
         summary = profile_ops(
             profiler,
             space.distinct_ops(),
             store,
-            on_start=lambda total, todo: progress.update(task, total=todo),
-            on_progress=lambda step: progress.advance(task, step),
+            description="profiling ops",
+            reporter=RichReporter(progress),
         )
     print(
         f"profiled {summary.ops} ops ({summary.measured} timed, {summary.skipped} already stored; "
@@ -179,7 +175,6 @@ def section_local(args: argparse.Namespace, store: MeasurementStore, out_dir: Pa
     predictor = fitted.predictor
     predictor.fit_overhead(train)  # training networks only, whatever else is in --db
     with bar() as progress:
-        task = progress.add_task(f"validate: timing {n_val} networks", total=n_val)
         validation = validate_device(
             fast,
             predictor,
@@ -188,7 +183,8 @@ def section_local(args: argparse.Namespace, store: MeasurementStore, out_dir: Pa
             seed=0,
             store=store,
             out_dir=out_dir / config.name,
-            on_progress=lambda step: progress.advance(task, step),
+            reporter=RichReporter(progress),
+            description=f"validate: timing {n_val} networks",
         )
     assert [n.name for n in val_nets] == [r["name"] for r in validation.rows]
     val = [

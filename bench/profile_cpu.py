@@ -15,14 +15,14 @@ import tempfile
 from pathlib import Path
 
 from latkit.devices import load_device
+from latkit.profilers import get_profiler
+from latkit.profilers.base import host_model
+from latkit.profilers.session import profile_ops
 from latkit.spaces import Network, load_space
 from latkit.store import MeasurementStore
-from profilers import get_profiler
-from profilers.base import host_model
-from profilers.session import profile_ops
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = ROOT.parent / "shared" / "archs" / "proxylessnas"
+ARCHS = ROOT / "tests" / "data" / "archs" / "proxylessnas"
 
 
 def main() -> None:

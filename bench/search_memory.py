@@ -61,11 +61,11 @@ def one(kind: str, step: str, candidates: int, batch: int, steps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    import search.trainer
-    from search.latency import LatencyTable
-    from search.losses import AddLinear
-    from search.supernet import SuperNet, trainable_network
-    from search.trainer import GradientStep, SearchConfig
+    import latkit.search.trainer
+    from latkit.search.latency import LatencyTable
+    from latkit.search.losses import AddLinear
+    from latkit.search.supernet import SuperNet, trainable_network
+    from latkit.search.trainer import GradientStep, SearchConfig
 
     torch.set_num_threads(1)
     space = space_with(candidates)
@@ -111,7 +111,7 @@ def one(kind: str, step: str, candidates: int, batch: int, steps: int) -> dict:
                     op.involved = tuple(range(len(op.candidates)))
 
         if step == "arch+w":  # ProxylessNAS's arch step: weights stay trainable
-            search.trainer.weights_frozen = lambda net: contextlib.nullcontext()
+            latkit.search.trainer.weights_frozen = lambda net: contextlib.nullcontext()
 
         def run(x, y):
             if step.startswith("arch"):

@@ -33,19 +33,19 @@ def main() -> None:
 
     import torch
 
-    from latkit.cli.search import ARCH_LR, default_device
+    from latkit.predictors import fit_device
+    from latkit.predictors.fit import predictor_path
+    from latkit.profilers import get_profiler
+    from latkit.profilers.session import profile_ops, time_network
+    from latkit.search.datasets import load_dataset
+    from latkit.search.export import project_to_budget
+    from latkit.search.latency import LatencyTable
+    from latkit.search.supernet import trainable_network
+    from latkit.search.trainer import SearchConfig, train_network
     from latkit.spaces import load_space
     from latkit.store import MeasurementStore
-    from predictors import fit_device
-    from predictors.fit import predictor_path
-    from profilers import get_profiler
-    from profilers.session import profile_ops
-    from search.datasets import load_dataset
-    from search.export import project_to_budget
-    from search.latency import LatencyTable
-    from search.run import measure_network, run_search, time_networks
-    from search.supernet import trainable_network
-    from search.trainer import SearchConfig, train_network
+    from latkit.workflows.quickstart import CALIBRATION_SEED, default_device
+    from latkit.workflows.search import ARCH_LR, measure_network, run_search
 
     torch.set_num_threads(args.train_threads)
     device = default_device()
@@ -56,7 +56,13 @@ def main() -> None:
         profiler = get_profiler(device)
         try:
             profile_ops(profiler, space.distinct_ops(), store)
-            samples = time_networks(profiler, store, space, 10, 1000, "calibrate")
+            samples = [
+                (
+                    tuple(profiler.prepare(net.ops)),
+                    time_network(profiler, store, net, origin="calibrate").median_ms,
+                )
+                for _, net in space.sample_networks(10, CALIBRATION_SEED)
+            ]
         finally:
             profiler.close()
         report = fit_device(store, device.name, data_dir=args.data_dir)

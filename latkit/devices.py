@@ -15,12 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from latkit.errors import DeviceFileError
 from latkit.files import read_yaml
+from latkit.registry import Registry
 
-RUNTIMES: dict[str, tuple[str, ...]] = {
-    "cpu": ("onnxruntime", "torch", "litert"),
-    "gpu": ("torch", "onnxruntime"),
-    "android": ("litert",),
-}
+#: the profiler class of every (kind, runtime) a device file may name, imported on first use so
+#: the GPU path never loads Android code; a new runtime plugs in with one line here
+PROFILERS: Registry = Registry("profiler")
+PROFILERS.register(("cpu", "onnxruntime"), "latkit.profilers.onnxruntime:OnnxRuntimeProfiler")
+PROFILERS.register(("cpu", "torch"), "latkit.profilers.torch:TorchProfiler")
+PROFILERS.register(("cpu", "litert"), "latkit.profilers.litert:LiteRTProfiler")
+PROFILERS.register(("gpu", "torch"), "latkit.profilers.torch:TorchProfiler")
+PROFILERS.register(("gpu", "onnxruntime"), "latkit.profilers.onnxruntime:OnnxRuntimeProfiler")
+PROFILERS.register(("android", "litert"), "latkit.profilers.android.profiler:AndroidProfiler")
+
+
+def runtimes(kind: str) -> tuple[str, ...]:
+    """The runtimes a device of `kind` may use: those with a registered profiler."""
+    return tuple(runtime for k, runtime in PROFILERS.names() if k == kind)
+
+
 SAFE_REMOTE_ROOTS = ("/data/local/tmp", "/sdcard")
 
 
@@ -29,6 +41,10 @@ class _Strict(BaseModel):
 
 
 class Timing(_Strict):
+    """How every op is timed: `warmup` untimed and `runs` timed calls per round, `rounds` rounds
+    interleaved across ops, up to `max_retries` re-measures of an op whose rounds' CV exceeds
+    `max_cv`."""
+
     warmup: int = Field(10, ge=0)
     runs: int = Field(50, ge=1)
     rounds: int = Field(3, ge=1)
@@ -78,7 +94,7 @@ class GpuSettings(_Strict):
 
 
 class DeviceConfig(_Strict):
-    """The schema in DESIGN.md, plus `source`: the file it came from (not part of the YAML)."""
+    """A device file, plus `source`: the file it came from (not part of the YAML)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     kind: Literal["cpu", "gpu", "android"]
@@ -92,7 +108,7 @@ class DeviceConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:
-        allowed = RUNTIMES[self.kind]
+        allowed = runtimes(self.kind)
         if self.runtime not in allowed:
             raise ValueError(
                 f"runtime {self.runtime!r} is not allowed for kind {self.kind}; "

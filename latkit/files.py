@@ -1,8 +1,15 @@
-"""Reading the files users hand to latkit: every failure is one line naming the file."""
+"""Reading the files users hand to latkit, writing the ones it makes.
+
+Every read failure is one line naming the file; every write is atomic, so an interruption never
+leaves a torn file behind.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +47,41 @@ def read_json(path: str | Path, what: str, error: type[LatkitError] = LatkitErro
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not a JSON {what} ({exc.msg}, line {exc.lineno})") from None
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; once written it is fsynced and replaces `path`.
+
+    An interruption at any point leaves the old file whole (or no file), never a torn one. The
+    temporary name keeps the suffix, so writers that pick a format by suffix (matplotlib) work.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise LatkitError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        with suppress(OSError):
+            tmp.unlink()
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write `data` to `path` through `replacing`: all of it or nothing."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """`payload` as indented JSON (numpy floats and paths as plain values), atomically."""
+    return write_atomic(path, json.dumps(payload, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else float(value)

@@ -1,4 +1,4 @@
-"""Accuracy metrics for latency predictors, with the definitions used in DESIGN.md.
+"""Accuracy metrics for latency predictors: ±5% / ±10% accuracy, RMSPE and Spearman ρ.
 
 Everything that reports predictor quality (fit, validate, benches) calls these, so a figure means
 the same thing wherever it is printed.

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from latkit.errors import LatkitError
 from latkit.ops import OpSpec, se_channels
+from latkit.registry import Registry
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu6": lambda: nn.ReLU6(inplace=False),
@@ -108,24 +108,30 @@ class GlobalPool(nn.Module):
         return x.mean(dim=(2, 3), keepdim=True)
 
 
-MODULES: dict[str, Callable[[OpSpec], nn.Module]] = {
-    "mbconv": MBConv,
-    "zero": Zero,
-    "conv": lambda spec: conv_bn(spec.cin, spec.cout, spec.kernel, spec.stride, act=spec.act),
-    "linear": Logits,
-    "pool": GlobalPool,
-}
+def _conv(spec: OpSpec) -> nn.Module:
+    return conv_bn(spec.cin, spec.cout, spec.kernel, spec.stride, act=spec.act)
+
+
+#: the module of each op type
+MODULES: Registry[Callable[[OpSpec], nn.Module]] = Registry("op type")
+for _type, _factory in (
+    ("mbconv", MBConv),
+    ("zero", Zero),
+    ("conv", _conv),
+    ("linear", Logits),
+    ("pool", GlobalPool),
+):
+    MODULES.register(_type, _factory)
 
 
 def build_op(spec: OpSpec, seed: int | None = 0) -> nn.Module:
     """The eval-mode module for `spec`, with seeded weights and non-trivial BN statistics."""
-    if spec.type not in MODULES:
-        raise LatkitError(f"no torch module for op type {spec.type!r}")
+    MODULES.check(spec.type)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     with torch.random.fork_rng(enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        module = MODULES[spec.type](spec)
+        module = MODULES.create(spec.type, spec)
         _randomize_bn(module, generator)
     return module.eval()
 

@@ -173,6 +173,10 @@ def se_channels(mid: int) -> int:
     return make_divisible(mid // 4, 8)
 
 
+#: the op spec's field names, in order: the columns of every table of ops
+OP_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(OpSpec))
+
+
 def _as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise LatkitError(f"op field {name} must be an integer, got {value!r}")

@@ -7,99 +7,22 @@ and for fitting from networks) live in their own table with the same keying.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
-from latkit.ops import OpSpec
+from latkit.ops import OP_FIELDS, OpSpec
+from latkit.records import STAT_FIELDS, Environment, Stats, arch_id
 
 SCHEMA_VERSION = 1
-OP_FIELDS = tuple(f.name for f in dataclasses.fields(OpSpec))
-STAT_FIELDS = (
-    "median_ms",
-    "mean_ms",
-    "std_ms",
-    "min_ms",
-    "max_ms",
-    "p10_ms",
-    "p90_ms",
-    "cv",
-    "runs",
-)
-
-
-@dataclass(frozen=True)
-class Environment:
-    """Where a number was measured. The fingerprint (`env_id`) covers what changes latency:
-    `extra` is part of it, `info` (clocks, temperatures, serials) is recorded but not keyed."""
-
-    runtime: str
-    runtime_version: str
-    threads: int
-    batch: int
-    host: str
-    device_model: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    info: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def env_id(self) -> str:
-        payload = json.dumps(
-            [
-                self.runtime,
-                self.runtime_version,
-                self.threads,
-                self.batch,
-                self.host,
-                self.device_model,
-                sorted(self.extra.items()),
-            ],
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    def columns(self) -> dict[str, Any]:
-        return {
-            "runtime": self.runtime,
-            "runtime_version": self.runtime_version,
-            "threads": self.threads,
-            "batch": self.batch,
-            "host": self.host,
-            "device_model": self.device_model,
-            "env_id": self.env_id,
-            "env_json": json.dumps({**self.extra, **self.info}, sort_keys=True, default=str),
-        }
-
-
-@dataclass(frozen=True)
-class Stats:
-    """The summary statistics every row carries, whatever produced them."""
-
-    median_ms: float
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    max_ms: float
-    p10_ms: float
-    p90_ms: float
-    cv: float
-    runs: int
-
-    def columns(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
@@ -123,11 +46,6 @@ CREATE TABLE IF NOT EXISTS networks (
     PRIMARY KEY (device, arch_id, env_id)
 );
 """
-
-
-def arch_id(ops: Iterable[OpSpec]) -> str:
-    """A stable id for a whole network: the hash of its op keys in order."""
-    return hashlib.sha256("|".join(op.key for op in ops).encode()).hexdigest()[:16]
 
 
 class MeasurementStore:
@@ -186,14 +104,14 @@ class MeasurementStore:
 
     # --- devices --------------------------------------------------------------------------------
 
-    def register_device(
-        self,
-        name: str,
-        kind: str | None,
-        runtime: str | None,
-        config: dict[str, Any] | None = None,
-        source: str | None = None,
-    ) -> None:
+    def register_device(self, device: DeviceConfig | str) -> None:
+        """Remember a device: its file (so later commands accept the name alone), or, for data
+        imported from elsewhere, just its name."""
+        if isinstance(device, str):
+            name, kind, runtime, config, source = device, None, None, None, None
+        else:
+            name, kind, runtime = device.name, device.kind, device.runtime
+            config, source = device.model_dump(mode="json"), device.source
         self._write(
             "INSERT INTO devices VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
             "kind=COALESCE(excluded.kind, kind), runtime=COALESCE(excluded.runtime, runtime), "

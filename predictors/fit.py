@@ -18,10 +18,10 @@ import pandas as pd
 
 from latkit import metrics
 from latkit.errors import LatkitError
-from latkit.ops import OpSpec, from_key
-from latkit.store import OP_FIELDS, MeasurementStore
-from predictors.models import make_model
-from predictors.predictor import DEFAULT_FAMILIES, LatencyPredictor, pick_family
+from latkit.ops import OP_FIELDS, OpSpec, from_key
+from latkit.predictors.models import make_model
+from latkit.predictors.predictor import DEFAULT_FAMILIES, LatencyPredictor, pick_family
+from latkit.store import MeasurementStore
 
 DATA_DIR = Path("data")
 #: provenance copied from the store's environment columns into the predictor's meta

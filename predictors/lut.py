@@ -20,10 +20,11 @@ from pathlib import Path
 import yaml
 
 from latkit.errors import LatkitError
-from latkit.files import read_yaml
-from latkit.ops import DIALECTS, OpSpec, detect_dialect, from_key, to_key
-from latkit.store import OP_FIELDS, Environment, MeasurementStore, Stats
-from predictors.fit import latest_env_rows, ops_of
+from latkit.files import read_yaml, write_atomic
+from latkit.ops import DIALECTS, OP_FIELDS, OpSpec, detect_dialect, from_key, to_key
+from latkit.predictors.fit import latest_env_rows, ops_of
+from latkit.records import Environment, Stats
+from latkit.store import MeasurementStore
 
 SPREAD = {"proxylessnas": "var", "ofa": "std"}
 CSV_REQUIRED = ("type", "input_hw", "cin", "cout", "latency_ms")
@@ -93,7 +94,7 @@ def import_lut(store: MeasurementStore, path: str | Path, device: str) -> tuple[
     """Store every entry of a LUT as a row of `device`; returns (dialect, rows)."""
     path = Path(path)
     dialect, entries = read_lut(path)
-    store.register_device(device, None, None)
+    store.register_device(device)
     for entry in entries:
         env = imported_environment(entry.op.batch, path.name, f"lut-{dialect}")
         stats = imported_stats(entry.mean, entry.std, entry.count)
@@ -119,11 +120,7 @@ def export_lut(store: MeasurementStore, device: str, fmt: str, out: str | Path) 
             "mean": float(row.mean_ms),
             SPREAD[fmt]: spread,
         }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(table, sort_keys=True, default_flow_style=False))
-    tmp.replace(out)
+    write_atomic(out, yaml.safe_dump(table, sort_keys=True, default_flow_style=False))
     return len(table)
 
 
@@ -182,7 +179,7 @@ def import_measurements(store: MeasurementStore, path: str | Path, device: str) 
                 raise LatkitError(f"{path}:{reader.line_num}: {exc}") from None
     if not rows:
         raise LatkitError(f"{path}: no data rows")
-    store.register_device(device, None, None)
+    store.register_device(device)
     for op, latency, std, runs in rows:
         env = imported_environment(op.batch, path.name, "csv")
         store.add(

@@ -27,13 +27,14 @@ from scipy.optimize import lsq_linear
 
 from latkit.errors import LatkitError
 from latkit.ops import OP_TYPES, OpSpec
-from predictors.features import (
+from latkit.predictors.features import (
     COMPONENTS,
     DESCRIPTORS,
     components,
     descriptors,
     log_descriptors,
 )
+from latkit.registry import Registry
 
 #: predictions never go below this (ms): a cost model with all-zero weights for an op must not
 #: claim it is free, and log targets need positive values
@@ -69,30 +70,26 @@ class Family(Model):
         return cls()
 
 
-#: families fitted on op rows, by name
-MODELS: dict[str, type[Family]] = {}
+#: families fitted on op rows, by name: what `auto` compares
+MODELS: Registry[type[Family]] = Registry("model family")
 #: every saved model kind, by name (families plus models fitted otherwise, e.g. from networks)
-LOADERS: dict[str, type[Model]] = {}
+LOADERS: Registry[type[Model]] = Registry("saved model family")
 
 
 def register(cls: type[Model]) -> type[Model]:
-    LOADERS[cls.name] = cls
+    """Class decorator: make a model loadable by name and, if it is a Family, selectable."""
+    LOADERS.register(cls.name, cls)
     if issubclass(cls, Family):
-        MODELS[cls.name] = cls
+        MODELS.register(cls.name, cls)
     return cls
 
 
 def make_model(name: str, seed: int = 0) -> Family:
-    if name not in MODELS:
-        raise LatkitError(f"model family {name!r} is not one of {', '.join(MODELS)}")
-    return MODELS[name].create(seed)
+    return MODELS.get(name).create(seed)
 
 
 def model_from_state(state: dict[str, Any]) -> Model:
-    family = state.get("family")
-    if family not in LOADERS:
-        raise LatkitError(f"saved model family {family!r} is not one of {', '.join(LOADERS)}")
-    return LOADERS[family].from_state(state)
+    return LOADERS.get(state.get("family")).from_state(state)
 
 
 def _targets(latencies_ms: Sequence[float]) -> np.ndarray:

@@ -20,10 +20,10 @@ import numpy as np
 from latkit import metrics
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec, from_key
-from predictors.features import COMPONENTS, components
-from predictors.fit import ENV_META, split_indices
-from predictors.models import FLOOR_MS, AdditiveModel, Model, register, relative_lsq
-from predictors.predictor import LatencyPredictor
+from latkit.predictors.features import COMPONENTS, components
+from latkit.predictors.fit import ENV_META, split_indices
+from latkit.predictors.models import FLOOR_MS, AdditiveModel, Model, register, relative_lsq
+from latkit.predictors.predictor import LatencyPredictor
 
 NetworkSample = tuple[Sequence[OpSpec], float]
 RIDGES: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0)

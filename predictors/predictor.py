@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +20,9 @@ from scipy.stats import theilslopes
 
 from latkit import metrics
 from latkit.errors import LatkitError
-from latkit.files import read_json
+from latkit.files import read_json, write_atomic
 from latkit.ops import OpSpec
-from predictors.models import Model, make_model, model_from_state
+from latkit.predictors.models import Model, make_model, model_from_state
 
 FORMAT = "latkit-predictor"
 FORMAT_VERSION = 1
@@ -288,12 +287,7 @@ class LatencyPredictor:
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON, atomically (an interrupted save keeps the old file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_state(), indent=1, default=float) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_state(), indent=1, default=float) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, expect: dict[str, Any] | None = None) -> LatencyPredictor:

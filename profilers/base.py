@@ -1,20 +1,32 @@
-"""What every profiler offers: load ops, time them with the shared loop, describe its environment."""
+"""What every profiler offers, and the shared way local runtimes time ops and networks."""
 
 from __future__ import annotations
 
 import platform
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 from latkit.devices import DeviceConfig
 from latkit.ops import OpSpec
+from latkit.profilers.timing import Clock, HostClock, Measurement, Runner, measure_interleaved
+from latkit.records import Environment, Stats
+from latkit.reporting import Reporter, SilentReporter
 from latkit.spaces import Network
-from latkit.store import Environment, Stats
-from profilers.timing import Clock, HostClock, Measurement, Runner, TimingPlan, measure_interleaved
 
 CHUNK = 8
+
+
+@dataclass(frozen=True)
+class ProfilerOptions:
+    """How a profiler runs beyond what the device file says: who watches its progress, and, for
+    phones, where raw tool output is kept and whether pushed files stay on the device."""
+
+    reporter: Reporter = field(default_factory=SilentReporter)
+    keep_files: bool = False
+    raw_dir: Path = Path("data/raw")
 
 
 @dataclass(frozen=True)
@@ -52,26 +64,48 @@ class Profiler(ABC):
     #: what results are labelled with when they are not from the named hardware
     label: str = ""
 
-    def __init__(self, device: DeviceConfig) -> None:
+    def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
         self.device = device
-        t = device.timing
-        self.plan = TimingPlan(t.warmup, t.runs, t.rounds, t.max_cv, t.max_retries)
-
-    @property
-    def clock(self) -> Clock:
-        return HostClock()
+        self.options = options or ProfilerOptions()
+        self.plan = device.timing
 
     @abstractmethod
     def environment(self) -> Environment:
         """Runtime, version, threads, batch and host: the fingerprint rows are keyed by."""
 
     @abstractmethod
-    def load(self, ops: Sequence[OpSpec]) -> Runner:
-        """Build the chain of `ops` as one model and return a callable that runs it once."""
+    def measure(
+        self,
+        ops: Sequence[OpSpec],
+        on_measured: Callable[[MeasuredOp], None],
+        on_progress: Callable[[float], None] | None = None,
+    ) -> None:
+        """Time `ops`, calling `on_measured` as each finishes and `on_progress` with the share
+        of an op done since the last call."""
+
+    @abstractmethod
+    def measure_network(self, network: Network) -> MeasuredOp:
+        """Time a whole network end to end."""
 
     def prepare(self, ops: Sequence[OpSpec]) -> list[OpSpec]:
         """The ops at this device's batch size."""
         return [op.replace(batch=self.device.batch_size) for op in ops]
+
+    def close(self) -> None:
+        """Release device connections; local profilers hold none."""
+
+
+class LocalProfiler(Profiler):
+    """A runtime on this host: each op or network loads into a callable that the shared
+    interleaved loop times."""
+
+    @property
+    def clock(self) -> Clock:
+        return HostClock()
+
+    @abstractmethod
+    def load(self, ops: Sequence[OpSpec]) -> Runner:
+        """Build the chain of `ops` as one model and return a callable that runs it once."""
 
     def measure(
         self,
@@ -89,7 +123,7 @@ class Profiler(ABC):
         for start in range(0, len(ops), CHUNK):
             chunk = ops[start : start + CHUNK]
             runners = [self.load([op]) for op in chunk]
-            results = measure_interleaved(runners, self.clock, self.plan, on_round=tick)
+            results = measure_interleaved(runners, self.clock, self.plan, on_op_round=tick)
             for op, m in zip(chunk, results):
                 on_measured(MeasuredOp.from_measurement(op, m))
             del runners
@@ -99,6 +133,3 @@ class Profiler(ABC):
         ops = self.prepare(network.ops)
         (m,) = measure_interleaved([self.load(ops)], self.clock, self.plan)
         return MeasuredOp.from_measurement(None, m)
-
-    def close(self) -> None:
-        """Release device connections; local profilers hold none."""

@@ -17,10 +17,10 @@ from latkit.devices import DeviceConfig
 from latkit.errors import ProfilerUnavailable
 from latkit.modules import example_input
 from latkit.ops import OpSpec
-from latkit.store import Environment
-from profilers.base import Profiler, host_model
-from profilers.tflite_writer import export_tflite
-from profilers.timing import Runner
+from latkit.profilers.base import LocalProfiler, ProfilerOptions, host_model
+from latkit.profilers.tflite_writer import export_tflite
+from latkit.profilers.timing import Runner
+from latkit.records import Environment
 
 #: optimized builtin kernels plus LiteRT's default delegate (XNNPACK on CPU)
 RESOLVER = OpResolverType.BUILTIN
@@ -62,11 +62,11 @@ def run_tflite(
     return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
 
 
-class LiteRTProfiler(Profiler):
+class LiteRTProfiler(LocalProfiler):
     """`kind: cpu`, `runtime: litert`: LiteRT's interpreter with XNNPACK and the file's threads."""
 
-    def __init__(self, device: DeviceConfig) -> None:
-        super().__init__(device)
+    def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
+        super().__init__(device, options)
         self.version = importlib.metadata.version("ai-edge-litert")
         if not delegated(make_interpreter(export_tflite([PROBE]), device.threads)):
             raise ProfilerUnavailable(

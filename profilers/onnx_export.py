@@ -59,7 +59,7 @@ def export_onnx(ops: Sequence[OpSpec], path: str | Path | None = None, seed: int
 @contextmanager
 def _one_thread() -> Iterator[None]:
     """Trace on one thread: the traced convs are tiny, and idle OpenMP workers spinning for work
-    made export several times slower on a busy machine (and stole cycles from timing)."""
+    slow export down on a busy machine and steal cycles from the timing that follows."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -7,20 +7,21 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from latkit.devices import DeviceConfig
 from latkit.errors import ProfilerUnavailable
 from latkit.modules import example_input
 from latkit.ops import OpSpec
-from latkit.store import Environment
-from profilers.base import Profiler, host_model
-from profilers.onnx_export import export_onnx
-from profilers.timing import Runner
+from latkit.profilers.base import LocalProfiler, ProfilerOptions, host_model
+from latkit.profilers.onnx_export import export_onnx
+from latkit.profilers.timing import Runner
+from latkit.records import Environment
 
 
-class OnnxRuntimeProfiler(Profiler):
+class OnnxRuntimeProfiler(LocalProfiler):
     """CPU by default; `kind: gpu` uses the CUDA execution provider (onnxruntime-gpu)."""
 
-    def __init__(self, device) -> None:
-        super().__init__(device)
+    def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
+        super().__init__(device, options)
         self.providers = ["CPUExecutionProvider"]
         if device.kind == "gpu":
             if "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -1,16 +1,18 @@
-"""A profiling session: skip what the store has, measure the rest, commit op by op."""
+"""Profiling against the store: measure only what it lacks, commit each result as it finishes."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from latkit.devices import DeviceConfig
 from latkit.ops import OpSpec
+from latkit.profilers.base import MeasuredOp, Profiler
+from latkit.records import Stats
+from latkit.reporting import Reporter
+from latkit.spaces import Network
 from latkit.store import MeasurementStore
-from profilers.base import MeasuredOp, Profiler
 
 
 @dataclass(frozen=True)
@@ -34,45 +36,41 @@ class ProfileSummary:
         }
 
 
-def register(store: MeasurementStore, device: DeviceConfig) -> None:
-    """Remember the device file in the store, so later commands accept its name alone."""
-    store.register_device(
-        device.name, device.kind, device.runtime, device.model_dump(mode="json"), device.source
-    )
-
-
 def profile_ops(
     profiler: Profiler,
     ops: Sequence[OpSpec],
     store: MeasurementStore,
     *,
     fresh: bool = False,
-    on_start: Callable[[int, int], None] | None = None,
-    on_progress: Callable[[float], None] | None = None,
+    description: str | None = None,
+    reporter: Reporter | None = None,
 ) -> ProfileSummary:
     """Measure every op of `ops` not yet stored for this device and environment.
 
     Each finished op is committed in its own transaction before the next is reported, so an
     interruption at any point loses at most the chunk in flight and never duplicates a row.
+    Progress goes to `reporter` (default: the profiler's), as one task of `description`.
     """
     started = time.perf_counter()
     device = profiler.device
-    register(store, device)
+    reporter = reporter or profiler.options.reporter
+    store.register_device(device)
     env = profiler.environment()
     ops = profiler.prepare(ops)
     if fresh:
         store.delete(device.name, env.env_id)
     done = store.measured_keys(device.name, env.env_id)
     todo = [op for op in dict.fromkeys(ops) if op.key not in done]
-    if on_start:
-        on_start(len(ops), len(todo))
+    if len(todo) < len(ops):
+        reporter.note(f"resuming: {len(ops) - len(todo)} of {len(ops)} ops already stored")
+    advance = reporter.task(description or f"profiling {device.name}", len(todo))
     finished: list[MeasuredOp] = []
 
     def commit(result: MeasuredOp) -> None:
         store.add(device.name, result.op, result.stats, env, temperature_c=result.temperature_c)
         finished.append(result)
 
-    profiler.measure(todo, commit, on_progress)
+    profiler.measure(todo, commit, advance)
     return ProfileSummary(
         device=device.name,
         ops=len(ops),
@@ -83,3 +81,37 @@ def profile_ops(
         timed_s=sum(r.timed_s for r in finished),
         label=profiler.label,
     )
+
+
+def time_network(
+    profiler: Profiler,
+    store: MeasurementStore | None,
+    network: Network,
+    *,
+    origin: str,
+    name: str | None = None,
+    reuse: bool = True,
+) -> Stats:
+    """The network's end-to-end statistics on the profiler's device: reused when the store holds
+    a timing of it in this environment (and `reuse`), else measured and committed under
+    `origin`."""
+    device = profiler.device
+    ops = tuple(profiler.prepare(network.ops))
+    env = profiler.environment()
+    if store is not None:
+        store.register_device(device)
+        stats = store.network_stats(device.name, ops, env.env_id) if reuse else None
+        if stats is not None:
+            return stats
+    measured = profiler.measure_network(network)
+    if store is not None:
+        store.add_network(
+            device.name,
+            ops,
+            measured.stats,
+            env,
+            name=name or network.name,
+            temperature_c=measured.temperature_c,
+            origin=origin,
+        )
+    return measured.stats

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from latkit.store import Stats
+from latkit.devices import Timing
+from latkit.records import Stats
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,6 @@ class Measurement:
     @property
     def mean(self) -> float:
         return float(np.mean(self.times))
-
-    @property
-    def iqr(self) -> float:
-        q1, q3 = np.percentile(self.times, [25, 75])
-        return float(q3 - q1)
 
     @property
     def cv(self) -> float:
@@ -126,25 +122,17 @@ def time_round(run: Runner, clock: Clock, warmup: int, runs: int) -> tuple[float
     return tuple(times)
 
 
-@dataclass(frozen=True)
-class TimingPlan:
-    warmup: int = 10
-    runs: int = 50
-    rounds: int = 3
-    max_cv: float = 0.05
-    max_retries: int = 2
-
-
 def measure_interleaved(
     runners: Sequence[Runner],
     clock: Clock,
-    plan: TimingPlan,
-    on_round: Callable[[int], None] | None = None,
+    plan: Timing,
+    on_op_round: Callable[[int], None] | None = None,
 ) -> list[Measurement]:
     """Time every runner for `plan.rounds` rounds, round-robin, and re-measure unstable ones.
 
     A re-measured op gets `plan.rounds` fresh rounds, interleaved with the other unstable ops;
     the rounds with the lowest CV are kept, so one noisy burst cannot poison the row.
+    `on_op_round(i)` is called after each round of runner `i`.
     """
     results = [Measurement(()) for _ in runners]
     pending = list(range(len(runners)))
@@ -153,8 +141,8 @@ def measure_interleaved(
         for _ in range(plan.rounds):
             for i in pending:
                 fresh[i].append(time_round(runners[i], clock, plan.warmup, plan.runs))
-                if on_round:
-                    on_round(i)
+                if on_op_round:
+                    on_op_round(i)
         for i in pending:
             candidate = Measurement(tuple(fresh[i]))
             if not results[i].rounds or candidate.cv < results[i].cv:

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 
 import torch
 
+from latkit.devices import DeviceConfig
 from latkit.errors import ProfilerUnavailable
 from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
-from latkit.store import Environment
-from profilers.base import Profiler, host_model
-from profilers.timing import Clock, HostClock, Runner
+from latkit.profilers.base import LocalProfiler, ProfilerOptions, host_model
+from latkit.profilers.timing import Clock, HostClock, Runner
+from latkit.records import Environment
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -47,9 +48,9 @@ def cuda_unavailable_reason() -> str | None:
     return f"no GPU visible: torch.cuda.is_available() is False with {build}"
 
 
-class TorchProfiler(Profiler):
-    def __init__(self, device) -> None:
-        super().__init__(device)
+class TorchProfiler(LocalProfiler):
+    def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
+        super().__init__(device, options)
         self.gpu = device.kind == "gpu"
         torch.set_num_threads(device.threads)
         if self.gpu:

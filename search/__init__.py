@@ -1,13 +1,11 @@
 """Hardware-aware search: ProxylessNAS's binary-gate supernet with the device's F in the loss.
 
-`run_search` is the whole job (what `latkit search` runs); the parts are the mixed op
-(`search.mixed_op`), the supernet (`search.supernet`), the expected-latency table
-(`search.latency`), the losses (`search.losses`), the trainers (`search.trainer`,
-`search.reinforce`), the datasets (`search.datasets`) and the architecture export
-(`search.export`).
+The parts: the mixed op (`mixed_op`), the supernet (`supernet`), the expected-latency table
+(`latency`), the losses (`losses`), the trainers (`trainer`, `reinforce`), the datasets
+(`datasets`) and the architecture export (`export`). The whole job, with the device in the loop,
+is `latkit.workflows.search.run_search`.
 """
 
-from search.run import SearchResult, run_search
-from search.trainer import SearchConfig
+from latkit.search.trainer import SearchConfig
 
-__all__ = ["SearchConfig", "SearchResult", "run_search"]
+__all__ = ["SearchConfig"]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from latkit.errors import LatkitError
+from latkit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -220,15 +221,13 @@ def load_cifar10_dataset(
     )
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "digits": load_digits_dataset,
-    "cifar10": load_cifar10_dataset,
-}
+#: loaders by the name before the colon of `--dataset NAME[:LOCATION]`
+DATASETS: Registry[Callable[..., Dataset]] = Registry("--dataset")
+DATASETS.register("digits", load_digits_dataset)
+DATASETS.register("cifar10", load_cifar10_dataset, usage="cifar10:DIR")
 
 
 def load_dataset(spec: str, input_hw: int, channels: int = 3, seed: int = 0) -> Dataset:
     """`digits` or `cifar10:DIR`, at the space's input size and channels."""
     name, _, location = spec.partition(":")
-    if name not in DATASETS:
-        raise LatkitError(f"--dataset {spec!r}: not one of digits, cifar10:DIR")
-    return DATASETS[name](input_hw, channels, seed=seed, location=location or None)
+    return DATASETS.create(name, input_hw, channels, seed=seed, location=location or None)

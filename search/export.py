@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from latkit.errors import LatkitError
+from latkit.files import write_json
+from latkit.search.latency import LatencyTable
 from latkit.spaces import Network
-from search.latency import LatencyTable
 
 
 def argmax_arch(probs: Sequence[np.ndarray]) -> tuple[int, ...]:
@@ -61,8 +61,4 @@ def project_to_budget(
 
 def write_net_config(network: Network, path: Path) -> Path:
     """ProxylessNAS's `net.config` JSON, readable by `Network.load` and by its own tooling."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(network.to_config(), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(path, network.to_config())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from latkit.errors import LatkitError
+from latkit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class MulLog:
     """`mul#log`: CE · α_r · (log LAT / log T)^β, defaults α_r 0.2, β 0.3.
 
     ProxylessNAS has latency in ms and T = 80 ms for its phone. The ratio of logs depends on the
-    unit, and below 1 ms log T changes sign; on this machine a small network runs in 0.2 ms. So
+    unit, and below 1 ms log T changes sign (a small network on a desktop CPU runs well under it). So
     latency is expressed in units of T / `reference`: at the paper's T = 80 ms (reference 80) this
     is its formula in ms, and at any other target the latency term pulls as hard as it did there
     (its elasticity at LAT = T is β / ln(reference)).
@@ -59,14 +60,15 @@ def _check_target(target_ms: float) -> None:
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
-LOSSES: dict[str, Callable[..., LossFn]] = {"mul-log": MulLog, "add-linear": AddLinear}
+LOSSES: Registry[Callable[..., LossFn]] = Registry("--loss")
+LOSSES.register("mul-log", MulLog)
+LOSSES.register("add-linear", AddLinear)
 
 
 def get_loss(name: str, **params: float) -> LossFn:
     """The loss registered as `name`, with its defaults updated by `params`."""
-    if name not in LOSSES:
-        raise LatkitError(f"--loss {name!r} is not one of {', '.join(LOSSES)}")
+    factory = LOSSES.get(name)
     try:
-        return LOSSES[name](**params)
+        return factory(**params)
     except TypeError as exc:
         raise LatkitError(f"--loss {name}: {exc}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.trainer import EpochRecord
+from latkit.search.trainer import EpochRecord
 
 
 def plot_history(

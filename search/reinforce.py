@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from search.latency import LatencyTable
-from search.mixed_op import frozen_bn_stats
-from search.supernet import SuperNet
-from search.trainer import SearchConfig
+from latkit.search.latency import LatencyTable
+from latkit.search.mixed_op import frozen_bn_stats
+from latkit.search.supernet import SuperNet
+from latkit.search.trainer import SearchConfig
 
 
 def reward(accuracy: float, latency_ms: float, target_ms: float, exponent: float = -0.1) -> float:

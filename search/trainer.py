@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from latkit.errors import LatkitError
-from search.datasets import Dataset, Split
-from search.latency import LatencyTable
-from search.losses import LossFn, get_loss
-from search.mixed_op import frozen_bn_stats
-from search.supernet import SuperNet
+from latkit.registry import Registry
+from latkit.search.datasets import Dataset, Split
+from latkit.search.latency import LatencyTable
+from latkit.search.losses import LOSSES, LossFn, get_loss
+from latkit.search.mixed_op import MODES, frozen_bn_stats
+from latkit.search.supernet import SuperNet
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class SearchConfig:
                 raise LatkitError(f"--{name.replace('_', '-')} must be >= 0")
         if self.batch_size < 2 or self.arch_every < 1 or self.rl_batch < 1:
             raise LatkitError("batch size must be >= 2, arch_every and rl_batch >= 1")
+        STRATEGIES.check(self.strategy)
+        LOSSES.check(self.loss)
+        if self.mode not in MODES:
+            raise LatkitError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
 
 
 @dataclass(frozen=True)
@@ -119,19 +124,14 @@ class GradientStep:
         return loss.item()
 
 
-STRATEGIES: dict[str, str] = {
-    "gradient": "search.trainer:GradientStep",
-    "reinforce": "search.reinforce:ReinforceStep",
-}
+#: how an architecture step is taken, by `--strategy` name
+STRATEGIES: Registry[type[ArchStrategy]] = Registry("--strategy")
+STRATEGIES.register("gradient", GradientStep)
+STRATEGIES.register("reinforce", "latkit.search.reinforce:ReinforceStep")
 
 
 def make_strategy(net: SuperNet, table: LatencyTable, config: SearchConfig) -> ArchStrategy:
-    import importlib
-
-    if config.strategy not in STRATEGIES:
-        raise LatkitError(f"--strategy {config.strategy!r} is not one of {', '.join(STRATEGIES)}")
-    module, name = STRATEGIES[config.strategy].split(":")
-    return getattr(importlib.import_module(module), name)(net, table, config)
+    return STRATEGIES.create(config.strategy, net, table, config)
 
 
 class weights_frozen:

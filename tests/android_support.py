@@ -18,9 +18,21 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-STAND_IN = ROOT / "profilers" / "android" / "emulated_benchmark_model"
+STAND_IN = ROOT / "latkit" / "emulator" / "emulated_benchmark_model"
 QUICK = {"warmup": 1, "runs": 3, "rounds": 2, "max_cv": 10.0, "max_retries": 0}
+
+
+class WritingReporter:
+    """A `latkit.reporting.Reporter` that writes notes to a text stream, one per line."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+
+    def task(self, description, total):
+        return lambda amount=1.0: None
+
+    def note(self, text, level="info") -> None:
+        self.out.write(text + "\n")
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data beside the repo, and small real device files."""
+"""Fixtures every test module may use: the published data in tests/data, small device files."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.exists():
-        pytest.fail(f"the real data folder {SHARED} is missing (CI lays it beside the clone)")
-    return SHARED
+def published() -> Path:
+    """Published tables, network configs and tool output (see tests/data/PROVENANCE.md)."""
+    return DATA
 
 
 def write_device(path: Path, **fields) -> Path:

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profilers.android.parser import (
+from latkit.profilers.android.parser import (
     BenchmarkParseError,
     RunStats,
     parse_benchmark_output,
 )
-from profilers.android.profiler import pooled_stats
+from latkit.profilers.android.profiler import pooled_stats
 
 # a real LiteRT 2.x run on a phone, as printed (logging prefix, scientific notation)
 CURRENT = """\
@@ -53,8 +53,8 @@ Peak memory footprint (MB): init=4.92969 overall=138.809
 """
 
 
-def test_the_2018_phone_log_parses_with_its_per_op_profile(shared):
-    text = (shared / "fixtures/benchmark_model/proxylessnas-mobile-2018.txt").read_text()
+def test_the_2018_phone_log_parses_with_its_per_op_profile(published):
+    text = (published / "fixtures/benchmark_model/proxylessnas-mobile-2018.txt").read_text()
     result = parse_benchmark_output(text)
     assert result.generation == "2018"
     assert result.inference.avg_us == 80670.2

@@ -13,15 +13,15 @@ import pytest
 from android_support import phone_file, private_adb_server
 
 from latkit.devices import load_device, parse_device
+from latkit.emulator import EmulatedPhone, parse_command_line
 from latkit.errors import DeviceFileError, LatkitError
+from latkit.profilers import ProfilerOptions, get_profiler
+from latkit.profilers.android.connection import AdbError, AdbServer, AdbServerConnection
+from latkit.profilers.android.device import Phone
+from latkit.profilers.android.protocol import command_line
+from latkit.profilers.session import profile_ops
 from latkit.spaces import load_space
 from latkit.store import MeasurementStore
-from profilers import get_profiler
-from profilers.android.connection import AdbError, AdbServer, AdbServerConnection
-from profilers.android.device import Phone
-from profilers.android.emulator import EmulatedPhone, parse_command_line
-from profilers.android.protocol import command_line
-from profilers.session import profile_ops
 
 OPS = load_space("proxyless-tiny").distinct_ops()[:2]
 HOSTILE = [
@@ -82,8 +82,7 @@ def test_a_hostile_remote_dir_and_binary_name_are_quoted_end_to_end(tmp_path):
             tmp_path / "h.yaml", phone.port, remote_dir=hostile_dir, benchmark_model=str(binary)
         )
         with MeasurementStore(tmp_path / "s.sqlite") as store:
-            profiler = get_profiler(load_device(device))
-            profiler.raw_dir = tmp_path / "raw"
+            profiler = get_profiler(load_device(device), ProfilerOptions(raw_dir=tmp_path / "raw"))
             try:
                 summary = profile_ops(profiler, OPS, store)
             finally:

@@ -16,16 +16,16 @@ from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from android_support import ROOT, free_port, private_adb_server
 
-from latkit.ops import OpSpec
-from profilers.android.emulator import (
+from latkit.emulator import (
     EmulatedPhone,
     Faults,
     ShellSyntaxError,
     parse_command_line,
 )
-from profilers.android.parser import parse_benchmark_output
-from profilers.android.protocol import ShellV2Decoder
-from profilers.tflite_writer import export_tflite
+from latkit.ops import OpSpec
+from latkit.profilers.android.parser import parse_benchmark_output
+from latkit.profilers.android.protocol import ShellV2Decoder
+from latkit.profilers.tflite_writer import export_tflite
 
 OP = OpSpec("mbconv", 16, 16, 24, stride=2, kernel=3, expand=3.0)
 

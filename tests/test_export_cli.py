@@ -13,8 +13,8 @@ from latkit.cli import app
 from latkit.errors import LatkitError
 from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
+from latkit.profilers.litert import run_tflite
 from latkit.spaces import Network, load_space
-from profilers.litert import run_tflite
 
 
 def _invoke(*args: str):

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from latkit.cli import app
 from latkit.errors import LatkitError
+from latkit.predictors import LatencyPredictor, predictor_path
 from latkit.store import MeasurementStore
-from predictors import LatencyPredictor, predictor_path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
+DATA = REPO / "tests" / "data"
+TRIM = DATA / "luts" / "proxylessnas" / "mobile_trim.yaml"
 runner = CliRunner()
 
 DEVICE_YAML = """\
@@ -100,8 +100,8 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
 def test_fit_from_networks_jsonl(profiled, tmp_path):
     with MeasurementStore(profiled["db"]) as store:
         frame = store.dataframe("tiny-cpu")
+    from latkit.predictors.fit import ops_of
     from latkit.spaces import load_space
-    from predictors.fit import ops_of
 
     table = dict(zip(ops_of(frame), frame["median_ms"]))
     lines = []
@@ -195,8 +195,8 @@ def test_bad_csv_row_exits_2_with_its_line_number(tmp_path):
 
 
 def test_fit_device_on_real_timings_hits_the_table_exactly(profiled, tmp_path):
-    from predictors import fit_device
-    from predictors.fit import ops_of
+    from latkit.predictors import fit_device
+    from latkit.predictors.fit import ops_of
 
     with MeasurementStore(profiled["db"]) as store:
         frame = store.dataframe("tiny-cpu")
@@ -213,16 +213,22 @@ def test_fit_device_on_real_timings_hits_the_table_exactly(profiled, tmp_path):
 
 def test_validate_device_api_reports_rows_and_progress(profiled, tmp_path):
     from latkit.devices import load_device
+    from latkit.predictors import load_predictor
+    from latkit.profilers import get_profiler
+    from latkit.reporting import SilentReporter
     from latkit.spaces import load_space
-    from predictors import load_predictor, validate_device
-    from profilers import get_profiler
+    from latkit.workflows.validate import validate_device
+
+    class Counting(SilentReporter):
+        def task(self, description, total):
+            return steps.append
 
     profiler = get_profiler(load_device(profiled["device"]))
     predictor = load_predictor("tiny-cpu", profiled["data"])
     steps: list[float] = []
     space = load_space("proxyless-tiny")
     report = validate_device(
-        profiler, predictor, space, n=2, seed=11, out_dir=tmp_path, on_progress=steps.append
+        profiler, predictor, space, n=2, seed=11, out_dir=tmp_path, reporter=Counting()
     )
     assert report.n == 2 and steps == [1, 1]
     assert [r["name"] for r in report.rows] == [n.name for _, n in space.sample_networks(2, 11)]

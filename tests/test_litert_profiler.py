@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 from latkit.cli import app
 from latkit.devices import load_device
 from latkit.modules import build_network, example_input
+from latkit.profilers import get_profiler
+from latkit.profilers.litert import LiteRTProfiler, delegated, make_interpreter
+from latkit.profilers.session import profile_ops
+from latkit.profilers.tflite_writer import export_tflite
 from latkit.spaces import load_space
 from latkit.store import MeasurementStore
-from profilers import get_profiler
-from profilers.litert import LiteRTProfiler, delegated, make_interpreter
-from profilers.session import profile_ops
-from profilers.tflite_writer import export_tflite
 from tests.conftest import ROOT, write_device
 
 

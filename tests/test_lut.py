@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from latkit.errors import LatkitError
-from latkit.ops import detect_dialect, from_key, to_key
-from latkit.store import OP_FIELDS, MeasurementStore
-from predictors import export_lut, fit_device, import_lut, import_measurements, read_lut
+from latkit.ops import OP_FIELDS, detect_dialect, from_key, to_key
+from latkit.predictors import export_lut, fit_device, import_lut, import_measurements, read_lut
+from latkit.store import MeasurementStore
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
-OFA_160 = SHARED / "luts" / "ofa-note10" / "160_lookup_table.yaml"
-OFA_224 = SHARED / "luts" / "ofa-note10" / "224_lookup_table.yaml"
+DATA = Path(__file__).resolve().parent / "data"
+TRIM = DATA / "luts" / "proxylessnas" / "mobile_trim.yaml"
+OFA_160 = DATA / "luts" / "ofa-note10" / "160_lookup_table.yaml"
+OFA_224 = DATA / "luts" / "ofa-note10" / "224_lookup_table.yaml"
 
 
 @pytest.fixture

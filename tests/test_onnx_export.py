@@ -10,8 +10,8 @@ import torch
 
 from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
+from latkit.profilers.onnx_export import export_onnx
 from latkit.spaces import Network, load_space
-from profilers.onnx_export import export_onnx
 
 
 def _check(ops, tmp_path=None):
@@ -49,8 +49,8 @@ def test_op_export_matches_torch(op, tmp_path):
     _check([op], tmp_path)
 
 
-def test_whole_networks_match_torch(shared):
-    _check(Network.load(shared / "archs/proxylessnas/proxyless_mobile.config").ops)
+def test_whole_networks_match_torch(published):
+    _check(Network.load(published / "archs/proxylessnas/proxyless_mobile.config").ops)
     space = load_space("proxyless-tiny")
     for _, net in space.sample_networks(2, seed=0):
         _check(net.ops)

@@ -17,8 +17,8 @@ def _keys(path):
     return list(yaml.safe_load(path.read_text()))
 
 
-def test_every_proxylessnas_key_round_trips(shared):
-    keys = _keys(shared / "luts/proxylessnas/mobile_trim.yaml")
+def test_every_proxylessnas_key_round_trips(published):
+    keys = _keys(published / "luts/proxylessnas/mobile_trim.yaml")
     assert len(keys) == 72
     for key in keys:
         spec = from_key(key)
@@ -27,8 +27,8 @@ def test_every_proxylessnas_key_round_trips(shared):
         assert spec.key == key
 
 
-def test_every_ofa_key_round_trips(shared):
-    files = sorted((shared / "luts/ofa-note10").glob("*_lookup_table.yaml"))
+def test_every_ofa_key_round_trips(published):
+    files = sorted((published / "luts/ofa-note10").glob("*_lookup_table.yaml"))
     assert len(files) == 17
     total = 0
     for path in files:

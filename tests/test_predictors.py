@@ -13,19 +13,19 @@ import yaml
 from latkit.errors import LatkitError
 from latkit.metrics import report
 from latkit.ops import OpSpec, from_key
-from latkit.spaces import load_space
-from predictors import (
+from latkit.predictors import (
     MODELS,
     LatencyPredictor,
     PredictorMismatchWarning,
     load_predictor,
     predictor_path,
 )
-from predictors.features import COMPONENTS, DESCRIPTORS, components, descriptors
-from predictors.models import TreeEnsemble, make_model
+from latkit.predictors.features import COMPONENTS, DESCRIPTORS, components, descriptors
+from latkit.predictors.models import TreeEnsemble, make_model
+from latkit.spaces import load_space
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
+DATA = Path(__file__).resolve().parent / "data"
+TRIM = DATA / "luts" / "proxylessnas" / "mobile_trim.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import yaml
 from latkit.errors import LatkitError
 from latkit.metrics import report
 from latkit.ops import from_key
+from latkit.predictors import LatencyPredictor, fit_networks, load_network_samples
 from latkit.spaces import load_space
-from predictors import LatencyPredictor, fit_networks, load_network_samples
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TRIM = SHARED / "luts" / "proxylessnas" / "mobile_trim.yaml"
+DATA = Path(__file__).resolve().parent / "data"
+TRIM = DATA / "luts" / "proxylessnas" / "mobile_trim.yaml"
 OVERHEAD_MS = 1.5
 
 
@@ -118,7 +118,7 @@ def test_bad_network_lines_name_their_line(tmp_path, networks, line, message):
 
 def test_network_sums_are_additive_in_the_cost_features(networks):
     """The property the fit relies on: a network's features are the sum of its ops'."""
-    from predictors.features import components
+    from latkit.predictors.features import components
 
     ops, _ = networks[0]
     assert np.allclose(components(ops).sum(axis=0), sum(components([op])[0] for op in ops))

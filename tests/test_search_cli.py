@@ -14,18 +14,17 @@ from conftest import write_device
 from typer.testing import CliRunner
 
 from latkit.cli import app
-from latkit.cli.search import torch_threads
 from latkit.devices import load_device
 from latkit.errors import LatkitError
+from latkit.predictors import fit_device, load_predictor
+from latkit.profilers import get_profiler
+from latkit.profilers.session import profile_ops
+from latkit.search.datasets import Dataset, Split, load_dataset
+from latkit.search.latency import LatencyTable
+from latkit.search.trainer import SearchConfig
 from latkit.spaces import Network, load_space
 from latkit.store import MeasurementStore
-from predictors import fit_device, load_predictor
-from profilers import get_profiler
-from profilers.session import profile_ops
-from search.datasets import Dataset, Split, load_dataset
-from search.latency import LatencyTable
-from search.run import run_search
-from search.trainer import SearchConfig
+from latkit.workflows.search import run_search, torch_threads
 
 SPACE = load_space("proxyless-tiny")
 runner = CliRunner()
@@ -220,7 +219,7 @@ def test_search_reads_cifar10_folder_errors(fitted, tmp_path):
 
 
 def test_default_output_folder_is_under_the_device(fitted):
-    from search.run import default_out_dir
+    from latkit.workflows.search import default_out_dir
 
     path = default_out_dir(Path("data"), "pixel", "proxyless-tiny", 12.5)
     assert path == Path("data/pixel/search-proxyless-tiny-12.5ms")

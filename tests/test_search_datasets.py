@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from latkit.errors import LatkitError
-from search.datasets import CIFAR_TEST, CIFAR_TRAIN, load_dataset
+from latkit.search.datasets import CIFAR_TEST, CIFAR_TRAIN, load_dataset
 
 
 def test_digits_splits_shapes_and_normalisation():

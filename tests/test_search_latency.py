@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from latkit.errors import LatkitError
+from latkit.search.export import project_to_budget, write_net_config
+from latkit.search.latency import LatencyTable
+from latkit.search.losses import LOSSES, AddLinear, MulLog, get_loss
 from latkit.spaces import Network, load_space
-from search.export import project_to_budget, write_net_config
-from search.latency import LatencyTable
-from search.losses import LOSSES, AddLinear, MulLog, get_loss
 
 SPACE = load_space("proxyless-tiny")
 

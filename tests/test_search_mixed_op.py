@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from latkit.search.mixed_op import Binarize, GatedPath, MixedOp
+from latkit.search.supernet import SuperNet, trainable_op
 from latkit.spaces import load_space
-from search.mixed_op import Binarize, GatedPath, MixedOp
-from search.supernet import SuperNet, trainable_op
 
 SPACE = load_space("proxyless-tiny")
 # layer 1: 16x16x24 -> 16x16x24 with identity skip: six MBConvs and zero

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from latkit.search.latency import LatencyTable
+from latkit.search.reinforce import MovingAverageBaseline, ReinforceStep, reward
+from latkit.search.supernet import SuperNet
+from latkit.search.trainer import SearchConfig
 from latkit.spaces import load_space
-from search.latency import LatencyTable
-from search.reinforce import MovingAverageBaseline, ReinforceStep, reward
-from search.supernet import SuperNet
-from search.trainer import SearchConfig
 
 SPACE = load_space("proxyless-tiny")
 

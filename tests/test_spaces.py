@@ -29,8 +29,8 @@ def test_builtin_spaces_match_design():
     assert tiny.fixed_ops()[1][1].cout == 10
 
 
-def test_mobile_space_covers_the_published_phone_table(shared):
-    lut = yaml.safe_load((shared / "luts/proxylessnas/mobile_trim.yaml").read_text())
+def test_mobile_space_covers_the_published_phone_table(published):
+    lut = yaml.safe_load((published / "luts/proxylessnas/mobile_trim.yaml").read_text())
     enumerated = {op.key for op in load_space("proxyless-mobile").distinct_ops()}
     table = {key for key in lut if key.startswith("expanded_conv")}
     # The table also holds the first block at kernels 5 and 7: the ProxylessNAS authors timed
@@ -49,8 +49,8 @@ def test_mobile_space_covers_the_published_phone_table(shared):
 @pytest.mark.parametrize(
     "name", ["proxyless_mobile", "proxyless_cpu", "proxyless_gpu", "proxyless_mobile_14"]
 )
-def test_published_configs_build_and_round_trip(shared, name):
-    net = Network.load(shared / f"archs/proxylessnas/{name}.config")
+def test_published_configs_build_and_round_trip(published, name):
+    net = Network.load(published / f"archs/proxylessnas/{name}.config")
     assert len(net.ops) == 25
     assert Network.from_config(net.to_config()) == Network(net.ops, "network")
     out = build_network(net.ops)(example_input(net.ops[0]))

@@ -9,7 +9,8 @@ import pytest
 
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
-from latkit.store import SCHEMA_VERSION, Environment, MeasurementStore, Stats
+from latkit.records import Environment, Stats
+from latkit.store import SCHEMA_VERSION, MeasurementStore
 
 ENV = Environment("onnxruntime", "1.0", 1, 1, "cpu-model")
 OP = OpSpec("mbconv", 28, 40, 40, kernel=5, expand=6, skip=True)

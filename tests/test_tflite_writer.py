@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from latkit.errors import LatkitError
 from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
+from latkit.profilers.litert import run_tflite
+from latkit.profilers.tflite_writer import UnsupportedOp, export_tflite
 from latkit.spaces import Network
-from profilers.litert import run_tflite
-from profilers.tflite_writer import UnsupportedOp, export_tflite
 
 RTOL = 1e-4
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -98,8 +98,8 @@ def test_random_op_equals_torch(spec: OpSpec, seed: int) -> None:
     assert relative_error([spec], seed=seed) <= RTOL, spec
 
 
-def test_published_proxyless_mobile_network_equals_torch(shared) -> None:
-    network = Network.load(shared / "archs/proxylessnas/proxyless_mobile.config")
+def test_published_proxyless_mobile_network_equals_torch(published) -> None:
+    network = Network.load(published / "archs/proxylessnas/proxyless_mobile.config")
     assert relative_error(list(network.ops)) <= RTOL
 
 

@@ -12,10 +12,10 @@ from latkit.devices import load_device
 from latkit.errors import ProfilerUnavailable
 from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
+from latkit.profilers import get_profiler
+from latkit.profilers.session import profile_ops
 from latkit.spaces import load_space
 from latkit.store import MeasurementStore
-from profilers import get_profiler
-from profilers.session import profile_ops
 from tests.conftest import ROOT, write_device
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -73,10 +73,10 @@ def test_gpu_path_never_imports_android_or_litert_modules():
         "    sys.modules[name] = None  # as on a bare GPU machine: importing them fails\n"
         "from latkit.cli import app\n"
         "from latkit.devices import load_device\n"
-        "import profilers, profilers.torch, profilers.session\n"
+        "import latkit.profilers, latkit.profilers.torch, latkit.profilers.session\n"
         "from typer.testing import CliRunner\n"
         "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
-        "loaded = [m for m in sys.modules if m.startswith('profilers.android')]\n"
+        "loaded = [m for m in sys.modules if m.startswith('latkit.profilers.android')]\n"
         "assert not loaded, loaded\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -111,7 +111,7 @@ def test_cuda_graph_replay_computes_the_same_output(tmp_path):
 
 @cuda
 def test_cuda_event_clock_waits_for_the_kernel():
-    from profilers.torch import CudaEventClock
+    from latkit.profilers.torch import CudaEventClock
 
     clock = CudaEventClock(torch.device("cuda"))
     a = torch.randn(4096, 4096, device="cuda")

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from latkit.cli.app import app, console
 from latkit.errors import LatkitError
-
-
-def _default_server() -> str:
-    """Where `adb` itself looks: 127.0.0.1 and $ANDROID_ADB_SERVER_PORT (default 5037)."""
-    return f"127.0.0.1:{os.environ.get('ANDROID_ADB_SERVER_PORT', '5037')}"
-
-
-def _model(connection) -> str:
-    from profilers.android.device import parse_getprop
-
-    props = parse_getprop(connection.shell(["getprop"]).stdout)
-    model = props.get("ro.product.model", "?")
-    return (
-        f"{model} (emulated: host-CPU numbers)" if props.get("ro.latkit.emulated") == "1" else model
-    )
 
 
 @app.command()
@@ -52,75 +37,24 @@ def devices(
     Asks the adb server, looks on USB directly, and tries each --tcp address; the model is read
     over ADB. Put the serial and transport in a device file (see device_configs/phone-*.yaml).
     """
-    from latkit.devices import AndroidSettings
-    from profilers.android.connection import (
-        AdbError,
-        AdbServer,
-        AdbServerConnection,
-        connect_tcp,
-        connect_usb,
-    )
+    from latkit.workflows.discovery import discover
 
-    table = Table(title="Android devices")
-    for col in ("serial", "transport", "state", "model"):
-        table.add_column(col)
-    notes: list[str] = []
-    held: set[str] = set()
-    server = AdbServer(adb_server or _default_server())
-    try:
-        listed = server.devices()
-    except (AdbError, OSError) as exc:
-        listed = []
-        notes.append(str(exc))
-    for row in listed:
-        serial, state = row["serial"], row["state"]
-        held.add(serial)
-        kind = "usb" if "usb" in row else "tcp" if ":" in serial else "usb"
-        model = row.get("model", "?").replace("_", " ")
-        if state == "device":
-            try:
-                model = _model(AdbServerConnection(server, serial))
-            except (AdbError, OSError) as exc:
-                model = f"? ({exc})"
-        table.add_row(serial, f"adb-server ({kind})", state, model)
-    if usb:
-        try:
-            from adb_shell.transport.usb_transport import UsbTransport
-
-            found = [t.serial_number for t in UsbTransport.find_all_adb_devices()]
-        except Exception as exc:  # noqa: BLE001 - libusb missing or unusable: say so, go on
-            found = []
-            notes.append(f"USB not searched ({type(exc).__name__}: {exc}); install libusb-1.0")
-        for serial in found:
-            if serial in held:
-                continue
-            settings = AndroidSettings(transport="usb", serial=serial, adb_key=adb_key)
-            try:
-                connection = connect_usb(settings, "latkit devices", auth_timeout_s=10)
-                table.add_row(serial, "usb", "device", _model(connection))
-                connection.close()
-            except AdbError as exc:
-                table.add_row(serial, "usb", "unavailable", str(exc))
-    for address in tcp:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise LatkitError(f"--tcp {address!r} must look like HOST:PORT, e.g. 192.168.1.20:5555")
-        settings = AndroidSettings(transport="tcp", host=host, port=int(port), adb_key=adb_key)
-        try:
-            connection = connect_tcp(settings, "latkit devices", auth_timeout_s=10)
-            table.add_row(address, "tcp", "device", _model(connection))
-            connection.close()
-        except AdbError as exc:
-            table.add_row(address, "tcp", "unavailable", str(exc))
-    if table.row_count:
+    found = discover(adb_server, tcp, usb, adb_key)
+    if found.phones:
+        table = Table(title="Android devices")
+        for col in ("serial", "transport", "state", "model"):
+            table.add_column(col)
+        for phone in found.phones:
+            table.add_row(phone.serial, phone.transport, phone.state, phone.model)
         console.print(table)
     else:
         console.print(
-            "no Android devices found: plug a phone in with USB debugging on (README, 'Profile your phone over USB'), "
-            "or start the emulated phone with `latkit emulate-phone` and pass --tcp 127.0.0.1:PORT"
+            "no Android devices found: plug a phone in with USB debugging on (README, 'Profile "
+            "your phone over USB'), or start the emulated phone with `latkit emulate-phone` and "
+            "pass --tcp 127.0.0.1:PORT"
         )
-    for note in notes:
-        console.print(f"[dim]{note}[/]", highlight=False)
+    for note in found.notes:
+        console.print(f"[dim]{escape(note)}[/]", highlight=False)
 
 
 @app.command("emulate-phone")
@@ -167,7 +101,7 @@ def emulate_phone(
     benchmark_model as LiteRT on this host, so its numbers are host-CPU numbers. Profile it with
     `latkit profile --device device_configs/emulated-phone.yaml`. Ctrl-C stops it.
     """
-    from profilers.android.emulator import MODEL, EmulatedPhone, Faults
+    from latkit.emulator import MODEL, EmulatedPhone, Faults
 
     keys = []
     key_files = list(authorized_key) or (

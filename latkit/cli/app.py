@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import typer
 from rich.console import Console
@@ -118,12 +120,28 @@ def progress_bar():
     )
 
 
-def write_json(path, payload) -> None:
-    import json
-    from pathlib import Path
+STYLES = {"info": None, "warning": "yellow", "success": "green"}
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    tmp.replace(target)
+
+class RichReporter:
+    """A `latkit.reporting.Reporter` that draws a progress bar per task and prints notes above
+    the bars."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+
+    def task(self, description: str, total: float | None):
+        from rich.markup import escape
+
+        task = self.progress.add_task(escape(description), total=total)
+        return lambda amount=1.0: self.progress.advance(task, amount)
+
+    def note(self, text: str, level: str = "info") -> None:
+        self.progress.console.print(text, style=STYLES[level], markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def reporting() -> Iterator[RichReporter]:
+    """Progress bars for the duration of a command."""
+    with progress_bar() as bar:
+        yield RichReporter(bar)

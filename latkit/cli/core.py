@@ -14,12 +14,12 @@ from latkit.cli.app import (
     console,
     device_name,
     open_store,
-    progress_bar,
+    reporting,
     require_config,
     resolve_device,
-    write_json,
 )
 from latkit.errors import LatkitError
+from latkit.files import replacing, write_json
 
 
 @app.command()
@@ -42,43 +42,32 @@ def profile(
     Interrupt it at any time: finished ops are committed one by one, and running the same
     command again continues where it stopped without duplicating a row.
     """
+    from latkit.profilers import ProfilerOptions, get_profiler
+    from latkit.profilers.session import profile_ops
     from latkit.spaces import load_space
-    from profilers import get_profiler
-    from profilers.session import profile_ops
 
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "profile")
+        if keep and config.kind != "android":
+            raise LatkitError("--keep applies to Android devices only (files pushed to a phone)")
         ops = load_space(space).distinct_ops()
         if limit:
             ops = ops[:limit]
-        profiler = get_profiler(config)
-        if keep:
-            if not hasattr(profiler, "keep_files"):
-                raise LatkitError(
-                    "--keep applies to Android devices only (files pushed to a phone)"
-                )
-            profiler.keep_files = True
-        if hasattr(profiler, "raw_dir"):
-            profiler.raw_dir = Path(db).parent / "raw"
-        try:
-            with progress_bar() as bar:
-                task = bar.add_task(f"profiling {config.name}", total=None)
-
-                def on_start(total: int, todo: int) -> None:
-                    bar.update(task, total=todo)
-                    if todo < total:
-                        console.print(f"resuming: {total - todo} of {total} ops already stored")
-
+        with reporting() as reporter:
+            options = ProfilerOptions(
+                reporter=reporter, keep_files=keep, raw_dir=Path(db).parent / "raw"
+            )
+            profiler = get_profiler(config, options)
+            try:
                 summary = profile_ops(
                     profiler,
                     ops,
                     store,
                     fresh=fresh or not resume,
-                    on_start=on_start,
-                    on_progress=lambda step: bar.advance(task, step),
+                    description=f"profiling {config.name}",
                 )
-        finally:
-            profiler.close()
+            finally:
+                profiler.close()
     table = Table(
         title=f"profile of {summary.device}" + (f" ({summary.label})" if summary.label else "")
     )
@@ -112,8 +101,8 @@ def measurements(
             f"no measurements for device {name!r} in {db}; run `latkit profile` first"
         )
     if csv:
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(csv, index=False)
+        with replacing(csv) as tmp:
+            frame.to_csv(tmp, index=False)
         console.print(f"wrote {len(frame)} rows to {csv}")
         return
     table = Table(title=f"{name}: {len(frame)} ops")
@@ -165,47 +154,19 @@ def time_network(
     The gap between the two is what a per-op latency table cannot see (fusion, caches, launch
     overhead); `latkit fit --networks` learns it.
     """
+    from latkit.profilers import ProfilerOptions, get_profiler
     from latkit.spaces import Network
-    from profilers import get_profiler
-    from profilers.session import profile_ops, register
+    from latkit.workflows.networks import time_networks
 
-    rows = []
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "time-network")
         nets = [Network.load(path, batch=config.batch_size) for path in arch]
-        profiler = get_profiler(config)
-        try:
-            register(store, config)
-            env = profiler.environment()
-            with progress_bar() as bar:
-                task = bar.add_task("networks", total=len(nets))
-                for net in nets:
-                    result = profiler.measure_network(net)
-                    store.add_network(
-                        config.name,
-                        net.ops,
-                        result.stats,
-                        env,
-                        name=net.name,
-                        temperature_c=result.temperature_c,
-                    )
-                    op_sum = None
-                    if ops:
-                        timed = [op for op in net.ops if op.type != "zero"]
-                        profile_ops(profiler, timed, store)
-                        frame = store.dataframe(config.name, env.env_id).set_index("key")
-                        op_sum = float(frame.loc[[op.key for op in timed], "median_ms"].sum())
-                    rows.append(
-                        {
-                            "network": net.name,
-                            "measured_ms": result.stats.median_ms,
-                            "cv": result.stats.cv,
-                            "sum_of_ops_ms": op_sum,
-                        }
-                    )
-                    bar.advance(task)
-        finally:
-            profiler.close()
+        with reporting() as reporter:
+            profiler = get_profiler(config, ProfilerOptions(reporter=reporter))
+            try:
+                rows = time_networks(profiler, store, nets, with_ops=ops)
+            finally:
+                profiler.close()
     table = Table(
         title=f"whole networks on {config.name}"
         + (f" ({profiler.label})" if profiler.label else "")
@@ -213,14 +174,14 @@ def time_network(
     for col in ("network", "measured ms", "sum of ops ms", "measured / sum", "CV"):
         table.add_column(col, justify="right")
     for row in rows:
-        s = row["sum_of_ops_ms"]
+        s = row.sum_of_ops_ms
         table.add_row(
-            row["network"],
-            f"{row['measured_ms']:.3f}",
+            row.network,
+            f"{row.measured_ms:.3f}",
             "-" if s is None else f"{s:.3f}",
-            "-" if s is None else f"{row['measured_ms'] / s:.3f}",
-            f"{row['cv']:.2%}",
+            "-" if s is None else f"{row.measured_ms / s:.3f}",
+            f"{row.cv:.2%}",
         )
     console.print(table)
     if json_out:
-        write_json(json_out, {"device": config.name, "networks": rows})
+        write_json(json_out, {"device": config.name, "networks": [r.to_json() for r in rows]})

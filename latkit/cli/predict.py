@@ -19,15 +19,15 @@ from latkit.cli.app import (
     device_name,
     err_console,
     open_store,
-    progress_bar,
+    reporting,
     require_config,
     resolve_device,
-    write_json,
 )
 from latkit.errors import LatkitError
+from latkit.files import write_json
 
 if TYPE_CHECKING:
-    from predictors import LatencyPredictor
+    from latkit.predictors import LatencyPredictor
 
 DATA_HELP = "Folder for predictors and reports (the predictor goes to DATA_DIR/<device>/)."
 DEVICE_HELP = "Device file (YAML) or the name of a device already in the store."
@@ -49,22 +49,12 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
-def _register_config(store, device) -> None:
-    """Remember a device file in the store, so later commands accept its name alone."""
-    from latkit.devices import DeviceConfig
-
-    if isinstance(device, DeviceConfig):
-        from profilers.session import register
-
-        register(store, device)
-
-
 def _import_target(value: str, store) -> str:
     """The device name rows are imported under: a device file's name, or a (new) plain name."""
     path = Path(value)
     if path.suffix in (".yaml", ".yml") or path.exists():
         device = resolve_device(value, store)
-        _register_config(store, device)
+        store.register_device(device)
         return device_name(device)
     if not NAME.match(value):
         raise LatkitError(
@@ -112,11 +102,11 @@ def fit(
     From networks (--networks): network = sum of F(op) + overhead, fitted by least squares with a
     per-op cost model, so F generalises to op combinations never timed together.
     """
-    from predictors import predictor_path
+    from latkit.predictors import predictor_path
 
     with open_store(db) as store:
         resolved = resolve_device(device, store)
-        _register_config(store, resolved)
+        store.register_device(resolved)
         name = device_name(resolved)
         if networks is None:
             if calibrate:
@@ -164,7 +154,7 @@ class _Fitted:
 
 
 def _fit_ops(store, name: str, test_fraction: float, seed: int, data_dir: Path) -> _Fitted:
-    from predictors import fit_device
+    from latkit.predictors import fit_device
 
     report = fit_device(store, name, test_fraction=test_fraction, seed=seed, data_dir=data_dir)
     return _Fitted(
@@ -175,8 +165,8 @@ def _fit_ops(store, name: str, test_fraction: float, seed: int, data_dir: Path) 
 def _fit_networks(
     store, device, networks: Path, calibrate: bool, test_fraction: float, seed: int
 ) -> _Fitted:
-    from predictors import LatencyPredictor, fit_networks, load_network_samples
-    from predictors.fit import op_rows
+    from latkit.predictors import LatencyPredictor, fit_networks, load_network_samples
+    from latkit.predictors.fit import op_rows
 
     name = device_name(device)
     base = None
@@ -210,9 +200,10 @@ def validate(
     (predicted vs measured with the ±10% band) under DATA_DIR/<device>/. Timings are committed
     as they finish: run the same command again after an interruption to continue.
     """
+    from latkit.predictors import load_predictor
+    from latkit.profilers import get_profiler
     from latkit.spaces import load_space
-    from predictors import load_predictor, validate_device
-    from profilers import get_profiler
+    from latkit.workflows.validate import validate_device
 
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "validate")
@@ -234,8 +225,7 @@ def validate(
                     device_file=config.source,
                 )
             _print_warnings(caught)
-            with progress_bar() as bar:
-                task = bar.add_task(f"timing networks on {config.name}", total=networks)
+            with reporting() as reporter:
                 report = validate_device(
                     profiler,
                     predictor,
@@ -244,7 +234,8 @@ def validate(
                     seed=seed,
                     store=store,
                     out_dir=Path(data_dir) / config.name,
-                    on_progress=lambda step: bar.advance(task, step),
+                    reporter=reporter,
+                    description=f"timing networks on {config.name}",
                 )
         finally:
             profiler.close()
@@ -271,7 +262,7 @@ def import_lut_command(
     Each key becomes an op row with the table's count, mean and var or std. Importing several
     files for one device (e.g. one per input resolution) builds one table for `latkit fit`.
     """
-    from predictors import import_lut
+    from latkit.predictors import import_lut
 
     with open_store(db) as store:
         name = _import_target(device, store)
@@ -289,7 +280,7 @@ def export_lut_command(
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
 ) -> None:
     """Write a device's op rows as a ProxylessNAS or once-for-all YAML latency table."""
-    from predictors import export_lut
+    from latkit.predictors import export_lut
 
     with open_store(db) as store:
         name = device_name(resolve_device(device, store))
@@ -309,7 +300,7 @@ def import_measurements_command(
     skip, batch (optional, with the op defaults), plus latency_ms (ms); std_ms and runs are
     optional. A bad row stops the import with its line number, before anything is stored.
     """
-    from predictors import import_measurements
+    from latkit.predictors import import_measurements
 
     with open_store(db) as store:
         name = _import_target(device, store)

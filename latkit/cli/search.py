@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,63 +14,20 @@ from latkit.cli.app import (
     app,
     console,
     open_store,
-    progress_bar,
+    reporting,
     require_config,
     resolve_device,
-    write_json,
 )
 from latkit.errors import LatkitError
+from latkit.files import write_json
+from latkit.workflows.search import ARCH_LR, LOSS
 
 DATA_HELP = "Folder of fitted predictors; results go to DATA_DIR/<device>/ unless --out is given."
-#: ProxylessNAS moves α with lr 1e-3 over ~10^5 ImageNet arch steps; digits gives ~10^2, so the
-#: command line defaults to a larger step.
-ARCH_LR = 0.03
-#: add-linear, because with Adam the direction of mul-log's update does not depend on T.
-LOSS = "add-linear"
-
-
-class RichReporter:
-    """Progress bars per stage, and the per-epoch line printed above them."""
-
-    def __init__(self, bar, names: Callable[[tuple[int, ...]], str]) -> None:
-        self.bar = bar
-        self.names = names
-
-    def task(self, description: str, total: int | None) -> Callable[[], None]:
-        task = self.bar.add_task(description, total=total)
-        return lambda: self.bar.advance(task)
-
-    def epoch(self, r) -> None:
-        arch = f"  loss_arch {r.extra['arch_loss']:.3f}" if "arch_loss" in r.extra else ""
-        self.bar.console.print(
-            f"epoch {r.epoch:>3} [dim]{r.phase:<6}[/] train loss {r.train_loss:.3f}  "
-            f"val acc {r.val_acc:6.1%}  E[LAT] {r.expected_ms:.4f} ms  "
-            f"entropy {r.entropy:.3f}{arch}  [dim]{self.names(r.arch)}[/]",
-            highlight=False,
-        )
-
-    def note(self, text: str) -> None:
-        self.bar.console.print(text, highlight=False)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Train with `count` intra-op threads (0: torch's default), restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 THREADS_HELP = "Torch threads for training (0: torch's default, all cores)."
 
 
-def _arch_names(space) -> Callable[[tuple[int, ...]], str]:
+def epoch_printer(console_, space) -> Callable:
+    """The per-epoch line: train loss, validation accuracy, E[LAT], entropy, the argmax path."""
     from latkit.spaces import candidate_name
 
     layers = space.layers()
@@ -83,19 +38,16 @@ def _arch_names(space) -> Callable[[tuple[int, ...]], str]:
             for layer, i in zip(layers, arch)
         )
 
-    return names
+    def show(r) -> None:
+        arch = f"  loss_arch {r.extra['arch_loss']:.3f}" if "arch_loss" in r.extra else ""
+        console_.print(
+            f"epoch {r.epoch:>3} [dim]{r.phase:<6}[/] train loss {r.train_loss:.3f}  "
+            f"val acc {r.val_acc:6.1%}  E[LAT] {r.expected_ms:.4f} ms  "
+            f"entropy {r.entropy:.3f}{arch}  [dim]{names(r.arch)}[/]",
+            highlight=False,
+        )
 
-
-def _search_config(**kwargs):
-    from search.losses import LOSSES
-    from search.mixed_op import MODES
-    from search.trainer import STRATEGIES, SearchConfig
-
-    kwargs = {"arch_lr": ARCH_LR, "loss": LOSS, **kwargs}
-    for option, allowed in (("strategy", STRATEGIES), ("loss", LOSSES), ("mode", MODES)):
-        if option in kwargs and kwargs[option] not in allowed:
-            raise LatkitError(f"--{option} {kwargs[option]!r} is not one of {', '.join(allowed)}")
-    return SearchConfig(**kwargs)
+    return show
 
 
 def _result_table(result, title: str) -> Table:
@@ -167,11 +119,11 @@ def search(
     on the device so the predicted latency is checked against a measured one.
     """
     from latkit.spaces import load_space
-    from search.run import run_search
+    from latkit.workflows.search import run_search, search_config, torch_threads
 
     if lam is not None and loss != "add-linear":
         raise LatkitError("--lam applies to --loss add-linear only")
-    config = _search_config(
+    config = search_config(
         loss_params={} if lam is None else {"lam": lam},
         target_ms=target_ms,
         epochs=epochs,
@@ -186,7 +138,7 @@ def search(
     chosen = load_space(space)
     with open_store(db) as store:
         device_config = require_config(resolve_device(device, store), "search")
-        with progress_bar() as bar, torch_threads(train_threads):
+        with reporting() as reporter, torch_threads(train_threads):
             result = run_search(
                 device_config,
                 config,
@@ -198,7 +150,8 @@ def search(
                 data_dir=data_dir,
                 out_dir=out,
                 store=store,
-                reporter=RichReporter(bar, _arch_names(chosen)),
+                reporter=reporter,
+                on_epoch=epoch_printer(reporter.progress.console, chosen),
             )
     console.print(_result_table(result, f"search on {device_config.name}: T = {target_ms:g} ms"))
     console.print(f"net.config: {result.paths['net_config']}")
@@ -206,27 +159,6 @@ def search(
         console.print(f"E[LAT] and accuracy over the search: {result.paths['png']}")
     if json_out:
         write_json(json_out, result.to_json())
-
-
-# --- quickstart ----------------------------------------------------------------------------------
-
-DEFAULT_DEVICE_FILE = Path(__file__).resolve().parents[2] / "device_configs" / "local-cpu.yaml"
-
-
-def default_device():
-    """`device_configs/local-cpu.yaml` of this checkout, or the same settings built in."""
-    from latkit.devices import DeviceConfig, Timing, load_device
-
-    if DEFAULT_DEVICE_FILE.exists():
-        return load_device(DEFAULT_DEVICE_FILE)
-    return DeviceConfig(
-        name="local-cpu",
-        kind="cpu",
-        runtime="onnxruntime",
-        batch_size=1,
-        threads=1,
-        timing=Timing(warmup=10, runs=50, rounds=3, max_cv=0.05),
-    )
 
 
 @app.command()
@@ -249,104 +181,39 @@ def quickstart(
     stage is resumable: run it again after an interruption and finished work is reused.
     """
     from latkit.spaces import load_space
-    from predictors import fit_device, validate_device
-    from predictors.fit import predictor_path
-    from profilers import get_profiler
-    from profilers.session import profile_ops
-    from search.latency import LatencyTable
-    from search.run import run_search, time_networks
+    from latkit.workflows.quickstart import SPACE, quickstart
 
-    started = time.perf_counter()
-    config = default_device()
-    space = load_space("proxyless-tiny")
-    out_dir = data_dir / config.name
-    with open_store(db) as store, progress_bar() as bar:
-        profiler = get_profiler(config)
-        try:
-            task = bar.add_task(f"1/5 profiling {space.name} on {config.name}", total=None)
-
-            def on_start(total: int, todo: int) -> None:
-                bar.update(task, total=todo)
-                if todo < total:
-                    bar.console.print(f"resuming: {total - todo} of {total} ops already stored")
-
-            summary = profile_ops(
-                profiler,
-                space.distinct_ops(),
-                store,
-                on_start=on_start,
-                on_progress=lambda step: bar.advance(task, step),
-            )
-            calibration = max(5, networks // 2)
-            task = bar.add_task("2/5 fitting F (timing calibration networks)", total=calibration)
-            samples = time_networks(
-                profiler, store, space, calibration, 1000, "calibrate", lambda: bar.advance(task)
-            )
-            fitted = fit_device(store, config.name, data_dir=data_dir)
-            predictor = fitted.predictor
-            predictor.fit_overhead(samples)
-            predictor.save(predictor_path(config.name, data_dir))
-            task = bar.add_task(f"3/5 validating F on {networks} networks", total=networks)
-            validation = validate_device(
-                profiler,
-                predictor,
-                space,
-                n=networks,
-                seed=0,
-                store=store,
-                out_dir=out_dir / "validation",
-                on_progress=lambda step: bar.advance(task, step),
-            )
-        finally:
-            profiler.close()
-        table = LatencyTable.from_predictor(predictor, space, batch=config.batch_size)
-        _, fastest = table.fastest()
-        _, slowest = table.slowest()
-        target = round(fastest + 0.4 * (slowest - fastest), 4)
-        bar.console.print(
-            f"4/5 searching on digits at T = {target:g} ms "
-            f"(architectures span {fastest:.4f} .. {slowest:.4f} ms predicted)"
+    with reporting() as reporter:
+        result = quickstart(
+            db=db,
+            data_dir=data_dir,
+            networks=networks,
+            epochs=epochs,
+            warmup_epochs=warmup_epochs,
+            final_epochs=final_epochs,
+            train_threads=train_threads,
+            reporter=reporter,
+            on_epoch=epoch_printer(reporter.progress.console, load_space(SPACE)),
         )
-        with torch_threads(train_threads):
-            result = run_search(
-                config,
-                _search_config(target_ms=target, epochs=epochs, warmup_epochs=warmup_epochs),
-                space=space,
-                hard_budget=True,
-                final_epochs=final_epochs,
-                data_dir=data_dir,
-                store=store,
-                predictor=predictor,
-                reporter=RichReporter(bar, _arch_names(space)),
-            )
-    wall = time.perf_counter() - started
-    summary_table = Table(title=f"latkit quickstart on {config.name} ({wall:.0f} s)")
+    search, validation = result.search, result.validation
+    summary_table = Table(title=f"latkit quickstart on {result.device} ({result.wall_s:.0f} s)")
     summary_table.add_column("")
     summary_table.add_column("result")
     rows = {
-        "ops profiled": str(summary.ops),
+        "ops profiled": str(result.profile.ops),
         "F ±10% (networks)": f"{validation.metrics['acc10']:.0%} of {validation.n}",
-        "final architecture": " ".join(result.names),
-        "target ms": f"{target:g}",
-        "predicted ms": f"{result.predicted_ms:.4f}",
-        "measured ms": "-" if result.measured_ms is None else f"{result.measured_ms:.4f}",
-        "test acc": "-" if result.accuracy is None else f"{result.accuracy:.1%}",
+        "final architecture": " ".join(search.names),
+        "target ms": f"{result.target_ms:g}",
+        "predicted ms": f"{search.predicted_ms:.4f}",
+        "measured ms": "-" if search.measured_ms is None else f"{search.measured_ms:.4f}",
+        "test acc": "-" if search.accuracy is None else f"{search.accuracy:.1%}",
     }
     for name, value in rows.items():
         summary_table.add_row(name, value)
     console.print(summary_table)
     console.print(
-        f"predictor: {fitted.path}  validation: {validation.png_path}  "
-        f"architecture: {result.paths['net_config']}"
+        f"predictor: {result.predictor_path}  validation: {validation.png_path}  "
+        f"architecture: {search.paths['net_config']}"
     )
     if json_out:
-        write_json(
-            json_out,
-            {
-                "device": config.name,
-                "ops_profiled": summary.ops,
-                "validation": validation.to_json(),
-                "search": result.to_json(),
-                "wall_s": wall,
-            },
-        )
+        write_json(json_out, result.to_json())

@@ -31,7 +31,7 @@ from adb_shell.transport.tcp_transport import TcpTransport
 
 from latkit.devices import AndroidSettings
 from latkit.errors import LatkitError
-from profilers.android.protocol import (
+from latkit.profilers.android.protocol import (
     SYNC_REQUEST,
     ShellResult,
     ShellV2Decoder,

@@ -13,8 +13,8 @@ import struct
 from dataclasses import dataclass, field
 
 from latkit.errors import LatkitError
-from profilers.android.connection import Connection
-from profilers.android.protocol import ShellResult
+from latkit.profilers.android.connection import Connection
+from latkit.profilers.android.protocol import ShellResult
 
 THERMAL = "/sys/class/thermal"
 CPUFREQ = "/sys/devices/system/cpu/cpu{cpu}/cpufreq/{name}"

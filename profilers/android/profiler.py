@@ -32,19 +32,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.markup import escape
-
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
+from latkit.profilers.android.connection import AdbError, Connection, connect
+from latkit.profilers.android.device import (
+    ABI_MACHINES,
+    ELF_MACHINES,
+    Phone,
+    PhoneFacts,
+    elf_machine,
+)
+from latkit.profilers.android.parser import BenchmarkParseError, RunStats, parse_benchmark_output
+from latkit.profilers.base import MeasuredOp, Profiler, ProfilerOptions
+from latkit.profilers.tflite_writer import export_tflite
+from latkit.profilers.timing import chunks
+from latkit.records import Environment, Stats, arch_id
 from latkit.spaces import Network
-from latkit.store import Environment, Stats, arch_id
-from profilers.android.connection import AdbError, Connection, connect
-from profilers.android.device import ABI_MACHINES, ELF_MACHINES, Phone, PhoneFacts, elf_machine
-from profilers.android.parser import BenchmarkParseError, RunStats, parse_benchmark_output
-from profilers.base import MeasuredOp, Profiler
-from profilers.tflite_writer import export_tflite
-from profilers.timing import Runner, chunks
 
 BENCHMARK = "benchmark_model"
 EMULATED_LABEL = "emulated phone: host-CPU numbers"
@@ -109,16 +113,12 @@ class AndroidProfiler(Profiler):
     #: seconds between temperature reads while cooling down
     poll_s = 2.0
 
-    def __init__(self, device: DeviceConfig) -> None:
-        super().__init__(device)
+    def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
+        super().__init__(device, options)
         assert device.android is not None  # DeviceConfig guarantees it for kind android
         self.settings = device.android
         self.source = device.source or f"device {device.name}"
-        self.keep_files = False
-        self.raw_dir = Path("data/raw")
-        from latkit.cli.app import console
-
-        self.console = console
+        self.reporter = self.options.reporter
         self.connection: Connection | None = None
         self.phone: Phone | None = None
         self.facts: PhoneFacts | None = None
@@ -172,8 +172,8 @@ class AndroidProfiler(Profiler):
             self.settings,
             self.source,
             auth_timeout_s=self.auth_timeout_s,
-            on_prompt=lambda: self.console.print(
-                "[yellow]accept the 'Allow USB debugging?' prompt on the phone[/]"
+            on_prompt=lambda: self.reporter.note(
+                "accept the 'Allow USB debugging?' prompt on the phone", "warning"
             ),
         )
         phone = Phone(self.connection, self.settings.remote_dir)
@@ -234,7 +234,7 @@ class AndroidProfiler(Profiler):
 
     def close(self) -> None:
         """Remove what was pushed (unless `keep_files`) and drop the connection."""
-        if self.phone is not None and not self.keep_files and self._pushed:
+        if self.phone is not None and not self.options.keep_files and self._pushed:
             try:
                 self.phone.remove(*sorted(self._pushed))
                 self._pushed.clear()
@@ -252,8 +252,8 @@ class AndroidProfiler(Profiler):
             value = self.phone.temperature()
         if value is None and not self._warned_no_temperature:
             self._warned_no_temperature = True
-            self.console.print(
-                "[yellow]cannot read the phone's temperature; heat is not controlled[/]"
+            self.reporter.note(
+                "cannot read the phone's temperature; heat is not controlled", "warning"
             )
         return value
 
@@ -263,10 +263,10 @@ class AndroidProfiler(Profiler):
         temp = self.temperature() if current is None else current
         if temp is None or temp <= limit:
             return temp
-        self.console.print(
-            f"[yellow]phone at {temp:.1f} °C, above max_temperature_c {limit:g} °C: pausing "
-            f"until it cools (at most {self.settings.cooldown_s:g} s)[/]",
-            highlight=False,
+        self.reporter.note(
+            f"phone at {temp:.1f} °C, above max_temperature_c {limit:g} °C: pausing "
+            f"until it cools (at most {self.settings.cooldown_s:g} s)",
+            "warning",
         )
         deadline = time.monotonic() + self.settings.cooldown_s
         while temp is not None and temp > limit:
@@ -280,9 +280,7 @@ class AndroidProfiler(Profiler):
                 )
             time.sleep(min(self.poll_s, left))
             temp = self.temperature()
-        self.console.print(
-            f"[green]phone cooled to {temp:.1f} °C: measuring again[/]", highlight=False
-        )
+        self.reporter.note(f"phone cooled to {temp:.1f} °C: measuring again", "success")
         return temp
 
     # --- running benchmark_model --------------------------------------------------------------
@@ -305,8 +303,9 @@ class AndroidProfiler(Profiler):
         return argv
 
     def save_raw(self, what: str, argv: Sequence[str], exit_code: int | None, output: str) -> Path:
-        self.raw_dir.mkdir(parents=True, exist_ok=True)
-        path = self.raw_dir / f"{safe(self.device.name)}-{safe(what)}.txt"
+        raw_dir = self.options.raw_dir
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        path = raw_dir / f"{safe(self.device.name)}-{safe(what)}.txt"
         path.write_text(f"$ {' '.join(argv)}\n# exit status: {exit_code}\n{output}")
         return path
 
@@ -353,10 +352,10 @@ class AndroidProfiler(Profiler):
             if after is None or after <= limit:
                 hottest = [t for t in (before, after) if t is not None]
                 return run, max(hottest) if hottest else None
-            self.console.print(
-                f"[yellow]{escape(what)}: the phone reached {after:.1f} °C during the run "
-                f"(max {limit:g} °C); discarding it and measuring again once cool[/]",
-                highlight=False,
+            self.reporter.note(
+                f"{what}: the phone reached {after:.1f} °C during the run "
+                f"(max {limit:g} °C); discarding it and measuring again once cool",
+                "warning",
             )
             before = self._temperature = self.cool_down(after)
         raise LatkitError(
@@ -426,7 +425,7 @@ class AndroidProfiler(Profiler):
             results = self.measure_rounds(items, tick)
             for op, (runs, temp) in zip(batch, results):
                 on_measured(MeasuredOp(op, pooled_stats(runs), timed_seconds(runs), temp))
-            if not self.keep_files:
+            if not self.options.keep_files:
                 names = [file_name("op", op.key) for op in batch]
                 phone.remove(*names)
                 self._pushed.difference_update(names)
@@ -439,22 +438,10 @@ class AndroidProfiler(Profiler):
         remote = phone.push(name, export_tflite(ops))
         self._pushed.add(name)
         ((runs, temp),) = self.measure_rounds([(remote, f"network {network.name or name}")])
-        if not self.keep_files:
+        if not self.options.keep_files:
             phone.remove(name)
             self._pushed.discard(name)
         return MeasuredOp(None, pooled_stats(runs), timed_seconds(runs), temp)
-
-    def load(self, ops: Sequence[OpSpec]) -> Runner:
-        """Push the chain and return a callable that runs it once on the phone.
-
-        `measure` does not use it: timing happens on the phone, not around an ADB round trip.
-        """
-        phone = self.ready()
-        ops = list(ops)
-        name = file_name("chain", arch_id(ops))
-        remote = phone.push(name, export_tflite(ops))
-        self._pushed.add(name)
-        return lambda: self.benchmark(remote, f"chain {name}", runs=1, warmup=0)
 
 
 def _first_error(output: str) -> str:

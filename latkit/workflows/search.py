@@ -1,56 +1,59 @@
-"""A whole hardware-aware search, as the CLI runs it: F -> supernet -> architecture -> check.
+"""A whole hardware-aware search: F -> supernet -> architecture -> timed on the device.
 
 `run_search` loads the device's predictor, searches, derives the architecture (optionally projected
 onto the hard budget), writes it as `net.config`, trains it briefly from scratch, and times it end
-to end on the device with the device's own profiler, so the predicted figure is checked against a
-measured one. Each epoch is appended to `history.csv` as it finishes.
+to end with the device's own profiler, so the predicted figure is checked against a measured one.
+Each epoch is appended to `history.csv` as it finishes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
+from latkit.files import write_json
+from latkit.reporting import Reporter, SilentReporter
+from latkit.search.datasets import Dataset, load_dataset
+from latkit.search.export import argmax_arch, project_to_budget, write_net_config
+from latkit.search.latency import LatencyTable, Predictor
+from latkit.search.plots import plot_history
+from latkit.search.supernet import SuperNet, trainable_network
+from latkit.search.trainer import EpochRecord, SearchConfig, SearchTrainer, train_network
 from latkit.spaces import Network, SearchSpace, candidate_name, load_space
 from latkit.store import MeasurementStore
-from search.datasets import Dataset, load_dataset
-from search.export import argmax_arch, project_to_budget, write_net_config
-from search.latency import LatencyTable, Predictor
-from search.plots import plot_history
-from search.supernet import SuperNet, trainable_network
-from search.trainer import EpochRecord, SearchConfig, SearchTrainer, train_network
+
+#: ProxylessNAS moves α with lr 1e-3 over ~10^5 ImageNet arch steps; digits gives ~10^2, so
+#: searches started from the command line default to a larger step.
+ARCH_LR = 0.03
+#: add-linear, because with Adam the direction of mul-log's update does not depend on T.
+LOSS = "add-linear"
 
 
-class Reporter(Protocol):
-    """How a search shows its progress (the CLI draws rich bars; tests pass nothing)."""
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Train with `count` intra-op threads (0: torch's default), restored afterwards."""
+    before = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
-    def task(self, description: str, total: int | None) -> Callable[[], None]:
-        """Start a stage with `total` steps; return the function that advances it by one."""
 
-    def epoch(self, record: EpochRecord) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-
-class SilentReporter:
-    def task(self, description: str, total: int | None) -> Callable[[], None]:
-        return lambda: None
-
-    def epoch(self, record: EpochRecord) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
+def search_config(**settings: Any) -> SearchConfig:
+    """A `SearchConfig` with the command line's defaults (`ARCH_LR`, `LOSS`) under `settings`."""
+    return SearchConfig(**{"arch_lr": ARCH_LR, "loss": LOSS, **settings})
 
 
 @dataclass(frozen=True)
@@ -102,12 +105,13 @@ def run_search(
     out_dir: Path | None = None,
     store: MeasurementStore | None = None,
     reporter: Reporter | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> SearchResult:
     """Search `space` on `dataset` against the device's F at `config.target_ms`."""
     reporter = reporter or SilentReporter()
     space = load_space(space) if isinstance(space, str) else space
     if predictor is None:
-        from predictors import load_predictor
+        from latkit.predictors import load_predictor
 
         predictor = load_predictor(device.name, Path(data_dir), device_file=device.source)
     table = LatencyTable.from_predictor(predictor, space, batch=device.batch_size)
@@ -153,11 +157,12 @@ def run_search(
     )
     paths["history"].unlink(missing_ok=True)
 
-    def on_epoch(record: EpochRecord) -> None:
+    def epoch_done(record: EpochRecord) -> None:
         _append_history(paths["history"], record)
-        reporter.epoch(record)
+        if on_epoch:
+            on_epoch(record)
 
-    history = trainer.run(on_epoch=on_epoch, on_step=advance)
+    history = trainer.run(on_epoch=epoch_done, on_step=lambda: advance(1))
     probs = net.probs()
     argmax = argmax_arch(probs)
     arch = project_to_budget(probs, table, target) if hard_budget else argmax
@@ -180,6 +185,7 @@ def run_search(
     if final_epochs > 0:
         model = trainable_network(network, seed=config.seed)
         steps = final_epochs * max(1, len(data.train) // config.batch_size)
+        advance = reporter.task(f"training the found network ({final_epochs} epochs)", steps)
         accuracy = train_network(
             model,
             data,
@@ -187,12 +193,10 @@ def run_search(
             lr=config.lr,
             batch_size=config.batch_size,
             seed=config.seed,
-            on_step=reporter.task(f"training the found network ({final_epochs} epochs)", steps),
+            on_step=lambda: advance(1),
         )
 
-    measured = None
-    if measure:
-        measured = measure_network(device, network, store, reporter)
+    measured = measure_network(device, network, store, reporter) if measure else None
 
     result = SearchResult(
         arch=tuple(arch),
@@ -209,7 +213,7 @@ def run_search(
         paths=paths,
         probs=tuple(probs),
     )
-    paths["result"].write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    write_json(paths["result"], result.to_json())
     return result
 
 
@@ -220,63 +224,18 @@ def measure_network(
     reporter: Reporter | None = None,
 ) -> float:
     """Median end-to-end latency of `network` on the device, with the device's profiler."""
-    from profilers import get_profiler
+    from latkit.profilers import ProfilerOptions, get_profiler
+    from latkit.profilers.session import time_network
 
     reporter = reporter or SilentReporter()
-    profiler = get_profiler(device)
+    profiler = get_profiler(device, ProfilerOptions(reporter=reporter))
     try:
-        env = profiler.environment()
-        ops = tuple(profiler.prepare(network.ops))
         advance = reporter.task(f"timing the found network on {device.name}", 1)
-        measured = profiler.measure_network(network)
-        advance()
-        if store is not None:
-            from profilers.session import register
-
-            register(store, device)
-            store.add_network(
-                device.name,
-                ops,
-                measured.stats,
-                env,
-                name=network.name,
-                temperature_c=measured.temperature_c,
-                origin="search",
-            )
+        stats = time_network(profiler, store, network, origin="search", reuse=False)
+        advance(1)
     finally:
         profiler.close()
-    return measured.stats.median_ms
-
-
-def time_networks(
-    profiler,
-    store: MeasurementStore,
-    space: SearchSpace,
-    n: int,
-    seed: int,
-    origin: str,
-    advance: Callable[[], None] | None = None,
-) -> list[tuple[tuple, float]]:
-    """(ops, median ms) of `n` seeded random networks, timed end to end or reused from the store.
-
-    Used to fit F's per-network overhead on networks kept apart from those that validate F.
-    """
-    env = profiler.environment()
-    device = profiler.device.name
-    samples = []
-    for _, network in space.sample_networks(n, seed):
-        ops = tuple(profiler.prepare(network.ops))
-        stats = store.network_stats(device, ops, env.env_id)
-        if stats is None:
-            measured = profiler.measure_network(network)
-            stats = measured.stats
-            store.add_network(
-                device, ops, stats, env, name=f"{origin}-{network.name}", origin=origin
-            )
-        samples.append((ops, stats.median_ms))
-        if advance:
-            advance()
-    return samples
+    return stats.median_ms
 
 
 HISTORY_FIELDS = (

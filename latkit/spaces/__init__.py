@@ -390,7 +390,7 @@ class SearchSpace:
 
 
 def _builtin_files() -> dict[str, Any]:
-    folder = resources.files("latkit") / "spaces"
+    folder = resources.files("latkit.spaces")
     return {p.name.removesuffix(".yaml"): p for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 

@@ -1,0 +1,153 @@
+"""The whole job on this machine's CPU, end to end: profile, fit F, validate it, search, time.
+
+Every stage reuses what the store already holds, so running it again after an interruption
+continues instead of starting over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latkit.devices import DeviceConfig, Timing, load_device
+from latkit.predictors import LatencyPredictor, fit_device, predictor_path
+from latkit.profilers import ProfilerOptions, get_profiler
+from latkit.profilers.session import ProfileSummary, profile_ops, time_network
+from latkit.reporting import Reporter, SilentReporter
+from latkit.search.latency import LatencyTable
+from latkit.search.trainer import EpochRecord
+from latkit.spaces import load_space
+from latkit.store import MeasurementStore
+from latkit.workflows.search import SearchResult, run_search, search_config, torch_threads
+from latkit.workflows.validate import ValidationReport, validate_device
+
+SPACE = "proxyless-tiny"
+DEFAULT_DEVICE_FILE = Path(__file__).resolve().parents[2] / "device_configs" / "local-cpu.yaml"
+#: where between the fastest and the slowest predicted architecture the target lies
+TARGET_FRACTION = 0.4
+#: seeds the calibration networks apart from the validation ones (seed 0)
+CALIBRATION_SEED = 1000
+
+
+def default_device() -> DeviceConfig:
+    """`device_configs/local-cpu.yaml` of this checkout, or the same settings built in."""
+    if DEFAULT_DEVICE_FILE.exists():
+        return load_device(DEFAULT_DEVICE_FILE)
+    return DeviceConfig(
+        name="local-cpu",
+        kind="cpu",
+        runtime="onnxruntime",
+        batch_size=1,
+        threads=1,
+        timing=Timing(warmup=10, runs=50, rounds=3, max_cv=0.05),
+    )
+
+
+@dataclass(frozen=True)
+class QuickstartResult:
+    device: str
+    profile: ProfileSummary
+    predictor_path: Path
+    validation: ValidationReport
+    target_ms: float
+    search: SearchResult
+    wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "ops_profiled": self.profile.ops,
+            "validation": self.validation.to_json(),
+            "search": self.search.to_json(),
+            "wall_s": self.wall_s,
+        }
+
+
+def quickstart(
+    *,
+    db: str | Path,
+    data_dir: Path = Path("data"),
+    networks: int = 20,
+    epochs: int = 8,
+    warmup_epochs: int = 4,
+    final_epochs: int = 4,
+    train_threads: int = 1,
+    reporter: Reporter | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> QuickstartResult:
+    """Profile `proxyless-tiny` on the default CPU device, fit F (its network terms from
+    calibration networks), validate F on `networks` whole networks, search on digits at a target
+    between the fastest and the slowest architecture, and time what the search found."""
+    started = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    config = default_device()
+    space = load_space(SPACE)
+    with MeasurementStore(db) as store:
+        profiler = get_profiler(config, ProfilerOptions(reporter=reporter))
+        try:
+            summary = profile_ops(
+                profiler,
+                space.distinct_ops(),
+                store,
+                description=f"1/5 profiling {space.name} on {config.name}",
+            )
+            calibration = max(5, networks // 2)
+            advance = reporter.task("2/5 fitting F (timing calibration networks)", calibration)
+            samples = []
+            for _, network in space.sample_networks(calibration, CALIBRATION_SEED):
+                stats = time_network(
+                    profiler, store, network, origin="calibrate", name=f"calibrate-{network.name}"
+                )
+                samples.append((tuple(profiler.prepare(network.ops)), stats.median_ms))
+                advance(1)
+            predictor: LatencyPredictor = fit_device(
+                store, config.name, data_dir=data_dir
+            ).predictor
+            predictor.fit_overhead(samples)
+            path = predictor.save(predictor_path(config.name, data_dir))
+            validation = validate_device(
+                profiler,
+                predictor,
+                space,
+                n=networks,
+                seed=0,
+                store=store,
+                out_dir=Path(data_dir) / config.name / "validation",
+                reporter=reporter,
+                description=f"3/5 validating F on {networks} networks",
+            )
+        finally:
+            profiler.close()
+        table = LatencyTable.from_predictor(predictor, space, batch=config.batch_size)
+        _, fastest = table.fastest()
+        _, slowest = table.slowest()
+        target = round(fastest + TARGET_FRACTION * (slowest - fastest), 4)
+        reporter.note(
+            f"4/5 searching on digits at T = {target:g} ms "
+            f"(architectures span {fastest:.4f} .. {slowest:.4f} ms predicted)"
+        )
+        with torch_threads(train_threads):
+            result = run_search(
+                config,
+                search_config(target_ms=target, epochs=epochs, warmup_epochs=warmup_epochs),
+                space=space,
+                hard_budget=True,
+                final_epochs=final_epochs,
+                data_dir=data_dir,
+                store=store,
+                predictor=predictor,
+                reporter=reporter,
+                on_epoch=on_epoch,
+            )
+    return QuickstartResult(
+        device=config.name,
+        profile=summary,
+        predictor_path=path,
+        validation=validation,
+        target_ms=target,
+        search=result,
+        wall_s=time.perf_counter() - started,
+    )
