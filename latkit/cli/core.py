@@ -42,32 +42,23 @@ def profile(
     Interrupt it at any time: finished ops are committed one by one, and running the same
     command again continues where it stopped without duplicating a row.
     """
-    from latkit.profilers import ProfilerOptions, get_profiler
-    from latkit.profilers.session import profile_ops
     from latkit.spaces import load_space
+    from latkit.workflows.profile import profile_space
 
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "profile")
-        if keep and config.kind != "android":
-            raise LatkitError("--keep applies to Android devices only (files pushed to a phone)")
-        ops = load_space(space).distinct_ops()
-        if limit:
-            ops = ops[:limit]
+        chosen = load_space(space)
         with reporting() as reporter:
-            options = ProfilerOptions(
-                reporter=reporter, keep_files=keep, raw_dir=Path(db).parent / "raw"
+            summary = profile_space(
+                config,
+                chosen,
+                store,
+                limit=limit,
+                fresh=fresh or not resume,
+                keep_files=keep,
+                raw_dir=Path(db).parent / "raw",
+                reporter=reporter,
             )
-            profiler = get_profiler(config, options)
-            try:
-                summary = profile_ops(
-                    profiler,
-                    ops,
-                    store,
-                    fresh=fresh or not resume,
-                    description=f"profiling {config.name}",
-                )
-            finally:
-                profiler.close()
     table = Table(
         title=f"profile of {summary.device}" + (f" ({summary.label})" if summary.label else "")
     )

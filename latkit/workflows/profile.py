@@ -1,0 +1,45 @@
+"""Profile a search space on one device into the store: what `latkit profile` runs.
+
+Resumable by construction: ops already stored for the device's environment are skipped, and
+each finished op is committed before the next, so running it again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from latkit.devices import DeviceConfig
+from latkit.errors import LatkitError
+from latkit.profilers import ProfilerOptions, get_profiler
+from latkit.profilers.session import ProfileSummary, profile_ops
+from latkit.reporting import Reporter
+from latkit.spaces import SearchSpace
+from latkit.store import MeasurementStore
+
+
+def profile_space(
+    config: DeviceConfig,
+    space: SearchSpace,
+    store: MeasurementStore,
+    *,
+    limit: int | None = None,
+    fresh: bool = False,
+    keep_files: bool = False,
+    raw_dir: Path = Path("data/raw"),
+    reporter: Reporter | None = None,
+) -> ProfileSummary:
+    """Measure every distinct op of `space` (the first `limit`, if given) on the device."""
+    if keep_files and config.kind != "android":
+        raise LatkitError("--keep applies to Android devices only (files pushed to a phone)")
+    ops = space.distinct_ops()[:limit] if limit else space.distinct_ops()
+    options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
+    if reporter is not None:
+        options = replace(options, reporter=reporter)
+    profiler = get_profiler(config, options)
+    try:
+        return profile_ops(
+            profiler, ops, store, fresh=fresh, description=f"profiling {config.name}"
+        )
+    finally:
+        profiler.close()
