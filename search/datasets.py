@@ -1,16 +1,21 @@
-"""Real datasets for the search, as in-memory tensors: train (weights), val (arch, accuracy), test.
+"""Real datasets for the search: train (weights), val (arch, accuracy), test.
 
 `digits` is scikit-learn's bundled 8x8 set, upsampled to the space's input size and repeated to its
 input channels. `cifar10:DIR` reads the python-pickle batches from a local folder; nothing is ever
-downloaded. Both are normalised per channel with the training split's statistics.
+downloaded. Both are in-memory tensors normalised per channel with the training split's statistics.
+`imagefolder:DIR` streams a class-folder tree through torchvision (`latkit.search.imagefolder`).
+
+A split is read by index batches (`load`): the trainer draws the order of the global batch and each
+data-parallel rank loads only its share, so the order never depends on how many processes run.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,36 +24,60 @@ import torch.nn.functional as F
 from latkit.errors import LatkitError
 from latkit.registry import Registry
 
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def index_batches(order: torch.Tensor, batch_size: int, drop_last: bool = False) -> list:
+    """`order` cut into batches; `drop_last` drops a short last batch unless it is the only one."""
+    n = len(order)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    return [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+
+
+class DataSplit(Protocol):
+    """What the trainer reads: a length, and (images, labels) for each batch of indices."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, batches: Iterable[torch.Tensor]) -> Iterator[Batch]: ...
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[Batch]: ...
+
+
+class Batching:
+    """`batches` for any split with `load`: shuffled when a generator is given, else in order."""
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[Batch]:
+        n = len(self)  # type: ignore[arg-type]
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        return self.load(index_batches(order, batch_size, drop_last))  # type: ignore[attr-defined]
+
 
 @dataclass(frozen=True)
-class Split:
+class Split(Batching):
+    """A split held in memory as one tensor of images and one of labels."""
+
     x: torch.Tensor
     y: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(
-        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled when a generator is given, in order otherwise."""
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if generator is not None else None
-        stop = n - n % batch_size if drop_last and n >= batch_size else n
-        for start in range(0, stop, batch_size):
-            index = order[start : start + batch_size] if order is not None else None
-            if index is None:
-                yield self.x[start : start + batch_size], self.y[start : start + batch_size]
-            else:
-                yield self.x[index], self.y[index]
+    def load(self, batches: Iterable[torch.Tensor]) -> Iterator[Batch]:
+        for index in batches:
+            yield self.x[index], self.y[index]
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: DataSplit
+    val: DataSplit
+    test: DataSplit
     num_classes: int
 
 
@@ -225,9 +254,12 @@ def load_cifar10_dataset(
 DATASETS: Registry[Callable[..., Dataset]] = Registry("--dataset")
 DATASETS.register("digits", load_digits_dataset)
 DATASETS.register("cifar10", load_cifar10_dataset, usage="cifar10:DIR")
+DATASETS.register(
+    "imagefolder", "latkit.search.imagefolder:load_imagefolder_dataset", usage="imagefolder:DIR"
+)
 
 
 def load_dataset(spec: str, input_hw: int, channels: int = 3, seed: int = 0) -> Dataset:
-    """`digits` or `cifar10:DIR`, at the space's input size and channels."""
+    """`digits`, `cifar10:DIR` or `imagefolder:DIR`, at the space's input size and channels."""
     name, _, location = spec.partition(":")
     return DATASETS.create(name, input_hw, channels, seed=seed, location=location or None)

@@ -3,7 +3,7 @@
 F is queried once, for every candidate of every layer, when the table is built; a search step only
 does a softmax and a dot product per layer. The sum stays a graph of tensors from α to the result,
 so the latency term moves α: one public implementation lost that gradient by wrapping the sum in
-`torch.tensor(...)`.
+`torch.tensor(...)`. The costs follow α's device (`to` moves them once, ahead of the search).
 """
 
 from __future__ import annotations
@@ -62,8 +62,13 @@ class LatencyTable:
             raise LatkitError(f"{len(alphas)} logit vectors for {len(self.layers)} layers")
         total = alphas[0].new_tensor(self.fixed_ms)
         for alpha, costs in zip(alphas, self.layers):
+            costs = costs.to(alpha.device)
             total = total + (torch.softmax(alpha, dim=0) * costs).sum()
         return total
+
+    def to(self, device: torch.device | str) -> LatencyTable:
+        """The same table with its cost tensors on `device`."""
+        return LatencyTable(self.fixed_ms, tuple(costs.to(device) for costs in self.layers))
 
     def of_arch(self, arch: Sequence[int]) -> float:
         """Predicted latency of one architecture: the fixed part plus its chosen candidates."""

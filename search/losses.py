@@ -1,7 +1,9 @@
 """The two latency-aware losses of ProxylessNAS's code, in a registry by name.
 
 Both take the cross entropy, the expected latency E[LAT] (a tensor with a gradient to α) and the
-target T in ms, and return a tensor; neither ever detaches E[LAT].
+target T in ms, and return a tensor; neither ever detaches E[LAT]. Every loss has `state_dict()`
+and `load_state_dict(state)`, so a search checkpoint holds whatever state a loss keeps (these two
+keep none).
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ from latkit.errors import LatkitError
 from latkit.registry import Registry
 
 
+class Stateless:
+    """A loss without state: an empty `state_dict`, and nothing to load."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise LatkitError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
+
+
 @dataclass(frozen=True)
-class MulLog:
+class MulLog(Stateless):
     """`mul#log`: CE · α_r · (log LAT / log T)^β, defaults α_r 0.2, β 0.3.
 
     ProxylessNAS has latency in ms and T = 80 ms for its phone. The ratio of logs depends on the
@@ -41,7 +54,7 @@ class MulLog:
 
 
 @dataclass(frozen=True)
-class AddLinear:
+class AddLinear(Stateless):
     """`add#linear`: CE + λ (LAT − T) / T, default λ 0.1."""
 
     lam: float = 0.1

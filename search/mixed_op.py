@@ -13,12 +13,16 @@ are recomputed under `no_grad` in backward, only to get ∂L/∂g_j = Σ(out_j �
 ∂L/∂α_i = Σ_j ∂L/∂g_j · p_j(δ_ij − p_i) follows through `Binarize`'s backward.
 
 Weight steps in `single` and `two-path` train the one path sampled from softmax(α), as plain modules.
+
+Every tensor a mixed op creates lives on α's device; paths are sampled on the CPU from a CPU
+generator (a path index is a Python int anyway), so the same seed samples the same paths on any
+device and on every rank of a data-parallel search.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -72,13 +76,23 @@ def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
+def autocast_state(kind: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory for the autocast context now in force on `kind`, to re-enter it in backward
+    (autograd runs backward outside the forward's autocast block)."""
+    if not torch.amp.is_autocast_available(kind) or not torch.is_autocast_enabled(kind):
+        return contextlib.nullcontext
+    dtype = torch.get_autocast_dtype(kind)
+    return lambda: torch.autocast(kind, dtype)
+
+
 class GatedPath(torch.autograd.Function):
     """Σ_j g_j · op_j(x) for one-hot g, storing only the active candidate's activations.
 
     Forward runs the active candidate on a detached input and keeps its graph. Backward
     propagates grad_out through that graph to x, and recomputes each other involved candidate
     under `no_grad` to get its gate gradient Σ(out_j · grad_out); those outputs live one at a
-    time and are never saved.
+    time and are never saved. The recomputation runs under the autocast state of the forward,
+    and the gate gradients are summed in the gates' own dtype (float32) on their device.
     """
 
     @staticmethod
@@ -86,6 +100,8 @@ class GatedPath(torch.autograd.Function):
         ctx.mixed = mixed
         ctx.active = mixed.active
         ctx.involved = mixed.involved
+        ctx.gates = (gates.dtype, gates.device)
+        ctx.autocast = autocast_state(x.device.type)
         detached = x.detach().requires_grad_(x.requires_grad)
         with torch.enable_grad():
             out = mixed.candidates[mixed.active](detached)
@@ -104,15 +120,16 @@ class GatedPath(torch.autograd.Function):
                 grad_x = torch.zeros_like(detached)
         grad_gates = None
         if ctx.needs_input_grad[1]:
-            grad_gates = torch.zeros(len(mixed.candidates), dtype=grad_out.dtype)
-            with torch.no_grad():
+            dtype, device = ctx.gates
+            grad_gates = torch.zeros(len(mixed.candidates), dtype=dtype, device=device)
+            with torch.no_grad(), ctx.autocast():
                 for k in ctx.involved:
                     if k == ctx.active:
                         out_k = out.detach()
                     else:
                         with frozen_bn_stats(mixed.candidates[k]):
                             out_k = mixed.candidates[k](detached.detach())
-                    grad_gates[k] = (out_k * grad_out).sum()
+                    grad_gates[k] = torch.sum(out_k * grad_out, dtype=dtype)
                     del out_k
         return grad_x, grad_gates, None
 
@@ -159,7 +176,7 @@ class MixedOp(nn.Module):
         if phase not in PHASES:
             raise LatkitError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
         self.phase = phase
-        probs = self.probs.detach()
+        probs = self.probs.detach().float().cpu()
         self._involved_alpha = None
         if phase == "fixed":
             self.active = self.chosen
@@ -173,7 +190,7 @@ class MixedOp(nn.Module):
             )
         elif self.mode == "two-path":
             pair = torch.multinomial(probs, 2, replacement=False, generator=generator).tolist()
-            pair_probs = torch.softmax(self.alpha.detach()[pair], dim=0)
+            pair_probs = torch.softmax(self.alpha.detach()[pair].float().cpu(), dim=0)
             self.active = pair[int(torch.multinomial(pair_probs, 1, generator=generator))]
             self.involved = tuple(pair)
             self._involved_alpha = self.alpha.detach()[pair].clone()
@@ -186,7 +203,7 @@ class MixedOp(nn.Module):
             weights = self.probs if self.phase == "arch" else self.probs.detach()
             return sum(w * op(x) for w, op in zip(weights, self.candidates))
         if self.phase == "arch":
-            involved = torch.tensor(self.involved, dtype=torch.long)
+            involved = torch.tensor(self.involved, dtype=torch.long, device=self.alpha.device)
             gates = Binarize.apply(self.alpha, involved, self.active)
             return GatedPath.apply(x, gates, self)
         return self.candidates[self.active](x)

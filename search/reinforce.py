@@ -76,3 +76,10 @@ class ReinforceStep:
         self.optimizer.step()
         self.last_rewards, self.last_archs = rewards, archs
         return -mean
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline.value = state["baseline"]

@@ -132,7 +132,7 @@ class SuperNet(nn.Module):
         return tuple(op.chosen for op in self.mixed)
 
     def probs(self) -> list[np.ndarray]:
-        return [op.probs.detach().numpy().copy() for op in self.mixed]
+        return [op.probs.detach().float().cpu().numpy().copy() for op in self.mixed]
 
     def entropy(self) -> float:
         """Mean entropy of the layers' architecture distributions, in nats."""

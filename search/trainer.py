@@ -4,26 +4,39 @@ Defaults are those of ProxylessNAS's code: weights by SGD (momentum 0.9, Nestero
 restarted after the weights-only warm-up), architecture by Adam (lr 1e-3, betas (0, 0.999): with
 β1 = 0 a logit without gradient does not move), one architecture step every 5 weight steps.
 How an architecture step is taken is a strategy, registered by name (`gradient`, `reinforce`).
+
+The trainer runs on the supernet's device, optionally under autocast (`Precision`), and as one rank
+of a data-parallel group (`DataParallel`): it draws each global batch from its own generator and
+loads this rank's share. Where the loop stands (epoch, step, batch orders, RNG states) is explicit
+state, so `state_dict()` taken at a step boundary resumes to the same result as an uninterrupted
+run. SIGINT/SIGTERM finish the current step, save a checkpoint and raise KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from latkit.errors import LatkitError
 from latkit.registry import Registry
-from latkit.search.datasets import Dataset, Split
+from latkit.search.datasets import Dataset, DataSplit, index_batches
+from latkit.search.distributed import DataParallel
 from latkit.search.latency import LatencyTable
 from latkit.search.losses import LOSSES, LossFn, get_loss
 from latkit.search.mixed_op import MODES, frozen_bn_stats
+from latkit.search.placement import Precision
 from latkit.search.supernet import SuperNet
 
 
@@ -91,8 +104,17 @@ class EpochRecord:
 
 
 class ArchStrategy(Protocol):
+    """How α moves. `optimizer` is α's optimizer (data-parallel ranks average its gradients);
+    `state_dict` holds everything a resumed search needs: the optimizer's and the loss's state."""
+
+    optimizer: torch.optim.Optimizer
+
     def step(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
         """Take one architecture step on a validation batch; return its loss (or -reward)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class GradientStep:
@@ -122,6 +144,13 @@ class GradientStep:
             net.rescale()
         self.last_expected_ms = expected.item()
         return loss.item()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "loss": self.loss.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loss.load_state_dict(state["loss"])
 
 
 #: how an architecture step is taken, by `--strategy` name
@@ -161,17 +190,102 @@ def weight_optimizer(
     )
 
 
-def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
-    """Top-1 accuracy in the model's current mode, without touching BN running statistics."""
-    correct = 0
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def accuracy(model: nn.Module, split: DataSplit, batch_size: int = 256) -> float:
+    """Top-1 accuracy in the model's current mode, without touching BN running statistics.
+
+    Every data-parallel rank evaluates the whole split (in lockstep, as batch norm may sync), so
+    every rank gets the figure one process would.
+    """
+    device = model_device(model)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     with torch.no_grad(), frozen_bn_stats(model):
         for x, y in split.batches(batch_size):
-            correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(1, len(split))
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            correct += (model(x).argmax(1) == y).sum()
+    return int(correct) / max(1, len(split))
+
+
+@dataclass
+class Progress:
+    """Where the search loop stands, at a step boundary: all a resumed run needs besides the
+    modules, optimizers and RNG states."""
+
+    epoch: int = 0
+    step: int = 0
+    train_order: torch.Tensor | None = None
+    val_order: torch.Tensor | None = None
+    val_next: int = 0
+    losses: list[float] = field(default_factory=list)
+    arch_losses: list[float] = field(default_factory=list)
+    epoch_seconds: float = 0.0
+    arch_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG a search touches: its own generator, torch's (CPU and CUDA), numpy's, Python's."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "search": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(generator: torch.Generator, state: dict[str, Any]) -> None:
+    generator.set_state(state["search"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[Callable[[], bool]]:
+    """Turn the first SIGINT/SIGTERM into a request to stop at the next step boundary.
+
+    A second signal acts as usual (the handlers are restored after the first). Signals can only
+    be caught on the main thread; elsewhere nothing is installed.
+    """
+    requested = False
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: requested
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    def request(*_: object) -> None:
+        nonlocal requested
+        requested = True
+        restore()
+
+    for s in signals:
+        signal.signal(s, request)
+    try:
+        yield lambda: requested
+    finally:
+        restore()
 
 
 class SearchTrainer:
-    """Warm-up epochs train weights only; search epochs interleave architecture steps."""
+    """Warm-up epochs train weights only; search epochs interleave architecture steps.
+
+    Trains on the supernet's device. `group` makes it one rank of a data-parallel search: the
+    global batch is `config.batch_size`, split evenly over the ranks.
+    """
 
     def __init__(
         self,
@@ -180,15 +294,30 @@ class SearchTrainer:
         data: Dataset,
         config: SearchConfig,
         strategy: ArchStrategy | None = None,
+        *,
+        precision: Precision | None = None,
+        group: DataParallel | None = None,
     ) -> None:
+        self.device = model_device(net)
+        self.precision = precision or Precision(self.device)
+        self.group = group or DataParallel()
+        self.group.check_batch(config.batch_size)
+        table = table.to(self.device)
         self.net, self.table, self.data, self.config = net, table, data, config
         self.strategy = strategy or make_strategy(net, table, config)
+        self.group.average_before_step(self.strategy.optimizer)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.optimizer = weight_optimizer(
             net.weight_parameters(), config.lr, config.momentum, config.weight_decay
         )
+        self.scaler = self.precision.scaler()
         self.history: list[EpochRecord] = []
-        self.arch_seconds = 0.0
+        self.progress = Progress()
+        self._val: Iterator | None = None
+
+    @property
+    def arch_seconds(self) -> float:
+        return self.progress.arch_seconds
 
     def steps_per_epoch(self) -> int:
         return max(1, len(self.data.train) // self.config.batch_size)
@@ -196,54 +325,104 @@ class SearchTrainer:
     def total_steps(self) -> int:
         return (self.config.warmup_epochs + self.config.epochs) * self.steps_per_epoch()
 
-    def _val_batches(self):
-        while True:
-            yield from self.data.val.batches(self.config.batch_size, self.generator, True)
+    def steps_done(self) -> int:
+        return self.progress.epoch * self.steps_per_epoch() + self.progress.step
+
+    def _to_device(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def _next_val(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next validation batch of the endless, reshuffled stream of arch-step batches."""
+        p, size = self.progress, self.config.batch_size
+        if p.val_order is None or p.val_next >= len(index_batches(p.val_order, size, True)):
+            p.val_order, p.val_next, self._val = (
+                torch.randperm(len(self.data.val), generator=self.generator),
+                0,
+                None,
+            )
+        if self._val is None:
+            batches = index_batches(p.val_order, size, True)[p.val_next :]
+            self._val = self.data.val.load(self.group.shard(b) for b in batches)
+        p.val_next += 1
+        return self._to_device(next(self._val))
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.net.train()
         self.net.sample("weights", self.generator)
-        loss = F.cross_entropy(self.net(x), y)
+        with self.precision.autocast():
+            loss = F.cross_entropy(self.net(x), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.group.average_gradients(self.net.weight_parameters())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return loss.item()
+
+    def arch_step(self) -> float:
+        self.net.train()
+        xv, yv = self._next_val()
+        started = time.perf_counter()
+        with self.precision.autocast(arch=True):
+            loss = self.strategy.step(xv, yv, self.generator)
+        self.progress.arch_seconds += time.perf_counter() - started
+        return loss
 
     def run(
         self,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         on_step: Callable[[], None] | None = None,
+        on_checkpoint: Callable[[SearchTrainer], None] | None = None,
     ) -> list[EpochRecord]:
-        config = self.config
-        val_batches = self._val_batches()
+        """Train from where `progress` stands to the end. `on_checkpoint` runs after every epoch
+        and when a stop is requested; every rank calls it (the caller decides who writes)."""
+        config, p = self.config, self.progress
         per_epoch = self.steps_per_epoch()
-        phases = [("warmup", config.warmup_epochs), ("search", config.epochs)]
-        epoch = 0
-        for phase, count in phases:
-            total = count * per_epoch
-            for phase_epoch in range(count):
-                started = time.perf_counter()
-                losses, arch_losses = [], []
-                for i, (x, y) in enumerate(
-                    self.data.train.batches(config.batch_size, self.generator, drop_last=True)
-                ):
+        phases = ["warmup"] * config.warmup_epochs + ["search"] * config.epochs
+        with stop_requests() as stop_requested:
+            while p.epoch < len(phases):
+                phase = phases[p.epoch]
+                phase_epoch = p.epoch - (0 if phase == "warmup" else config.warmup_epochs)
+                total = per_epoch * (config.warmup_epochs if phase == "warmup" else config.epochs)
+                started = time.perf_counter() - p.epoch_seconds
+                if p.train_order is None:
+                    p.train_order = torch.randperm(len(self.data.train), generator=self.generator)
+                batches = index_batches(p.train_order, config.batch_size, drop_last=True)
+                loader = self.data.train.load(self.group.shard(b) for b in batches[p.step :])
+                for i, batch in enumerate(loader, start=p.step):
+                    step_started = time.perf_counter()
                     for group in self.optimizer.param_groups:
                         group["lr"] = cosine_lr(config.lr, phase_epoch * per_epoch + i, total)
-                    losses.append(self.weight_step(x, y))
+                    p.losses.append(self.weight_step(*self._to_device(batch)))
                     if phase == "search" and (i + 1) % config.arch_every == 0:
-                        self.net.train()
-                        xv, yv = next(val_batches)
-                        arch_started = time.perf_counter()
-                        arch_losses.append(self.strategy.step(xv, yv, self.generator))
-                        self.arch_seconds += time.perf_counter() - arch_started
+                        p.arch_losses.append(self.arch_step())
+                    p.step = i + 1
+                    p.seconds += time.perf_counter() - step_started
                     if on_step:
                         on_step()
-                epoch += 1
-                record = self._record(epoch, phase, losses, arch_losses, started)
+                    if self.group.any(stop_requested(), self.device):
+                        p.epoch_seconds = time.perf_counter() - started
+                        self._checkpoint(on_checkpoint)
+                        raise KeyboardInterrupt(f"stopped at epoch {p.epoch + 1}, step {p.step}")
+                record_started = time.perf_counter()
+                record = self._record(p.epoch + 1, phase, p.losses, p.arch_losses, started)
+                p.seconds += time.perf_counter() - record_started
                 self.history.append(record)
+                self.progress = p = Progress(
+                    epoch=p.epoch + 1,
+                    val_order=p.val_order,
+                    val_next=p.val_next,
+                    arch_seconds=p.arch_seconds,
+                    seconds=p.seconds,
+                )
+                self._checkpoint(on_checkpoint)
                 if on_epoch:
                     on_epoch(record)
         return self.history
+
+    def _checkpoint(self, on_checkpoint: Callable[[SearchTrainer], None] | None) -> None:
+        if on_checkpoint:
+            on_checkpoint(self)
+            self.group.barrier()
 
     def _record(
         self, epoch: int, phase: str, losses: list[float], arch_losses: list[float], started
@@ -251,14 +430,19 @@ class SearchTrainer:
         net = self.net
         net.train()
         net.sample("fixed")
-        val_acc = accuracy(net, self.data.val)
+        with self.precision.autocast():
+            val_acc = accuracy(net, self.data.val)
         with torch.no_grad():
             expected = float(self.table.expected(net.arch_parameters()))
-        extra = {"arch_loss": sum(arch_losses) / len(arch_losses)} if arch_losses else {}
+        train_loss, arch_loss = self.group.mean(
+            [sum(losses) / max(1, len(losses)), sum(arch_losses) / max(1, len(arch_losses))],
+            self.device,
+        )
+        extra = {"arch_loss": arch_loss} if arch_losses else {}
         return EpochRecord(
             epoch=epoch,
             phase=phase,
-            train_loss=sum(losses) / max(1, len(losses)),
+            train_loss=train_loss,
             val_acc=val_acc,
             expected_ms=expected,
             entropy=net.entropy(),
@@ -267,6 +451,30 @@ class SearchTrainer:
             seconds=time.perf_counter() - started,
             extra=extra,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as tensors and plain values (loadable with
+        `torch.load(weights_only=True)`)."""
+        return {
+            "net": self.net.state_dict(),
+            "weights": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "progress": asdict(self.progress),
+            "history": [r.to_json() for r in self.history],
+            "rng": rng_state(self.generator),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["weights"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.progress = Progress(**state["progress"])
+        self.history = [EpochRecord(**{**r, "arch": tuple(r["arch"])}) for r in state["history"]]
+        set_rng_state(self.generator, state["rng"])
+        self._val = None
 
 
 def train_network(
@@ -278,22 +486,41 @@ def train_network(
     batch_size: int = 32,
     seed: int = 0,
     on_step: Callable[[], None] | None = None,
+    precision: Precision | None = None,
+    group: DataParallel | None = None,
 ) -> float:
-    """Train a standalone network from scratch (SGD, cosine) and return its test accuracy."""
+    """Train a standalone network from scratch (SGD, cosine) and return its test accuracy.
+
+    Trains on `precision.device` (the CPU by default); with `group`, data-parallel like the
+    search, so every rank ends with the same network and accuracy.
+    """
+    precision = precision or Precision()
+    group = group or DataParallel()
+    group.check_batch(batch_size)
+    device = precision.device
+    model = group.sync_batch_norm(model.to(device))
     generator = torch.Generator().manual_seed(seed)
     optimizer = weight_optimizer(model.parameters(), lr)
+    scaler = precision.scaler()
     per_epoch = max(1, len(data.train) // batch_size)
     total = epochs * per_epoch
     for epoch in range(epochs):
         model.train()
-        for i, (x, y) in enumerate(data.train.batches(batch_size, generator, drop_last=True)):
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(lr, epoch * per_epoch + i, total)
-            loss = F.cross_entropy(model(x), y)
+        order = torch.randperm(len(data.train), generator=generator)
+        batches = index_batches(order, batch_size, drop_last=True)
+        for i, (x, y) in enumerate(data.train.load(group.shard(b) for b in batches)):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = cosine_lr(lr, epoch * per_epoch + i, total)
+            with precision.autocast():
+                loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            group.average_gradients(model.parameters())
+            scaler.step(optimizer)
+            scaler.update()
             if on_step:
                 on_step()
     model.eval()
-    return accuracy(model, data.test)
+    with precision.autocast():
+        return accuracy(model, data.test)

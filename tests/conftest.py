@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,35 @@ def write_device(path: Path, **fields) -> Path:
 @pytest.fixture
 def quick_device(tmp_path: Path) -> Path:
     return write_device(tmp_path / "test-cpu.yaml")
+
+
+_torchvision_schemas = []
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """torchvision (the `latkit[vision]` extra), or a skip where it is not installed.
+
+    CI installs PyPI's torchvision release for its torch with --no-deps; PyPI ships it built
+    against CUDA torch, so beside the CPU build its C++ ops (nms, roi_align, ...) do not load, and
+    its import then stops at registering a fake kernel for `torchvision::nms`. latkit uses none of
+    those ops, only ImageFolder and the PIL transforms, which are Python. So where exactly that
+    happens, the two op schemas are declared and the import is retried; any other failure stands.
+    """
+    try:
+        import torchvision
+    except ImportError:
+        pytest.skip("torchvision is not installed (pip install 'latkit[vision]')")
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc):
+            raise
+        import torch
+
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+        library = torch.library.Library("torchvision", "FRAGMENT")
+        for op in ("nms", "qnms"):
+            library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _torchvision_schemas.append(library)  # registrations live as long as the Library
+        import torchvision
+    return torchvision

@@ -39,10 +39,15 @@ def main() -> None:
     except LatkitError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        said = str(exc) if isinstance(exc, KeyboardInterrupt) else ""
         err_console.print(
-            "[yellow]interrupted[/]: everything measured so far is in the store; "
-            "run the same command again to continue."
+            f"[yellow]interrupted[/]: {said}"
+            if said
+            else "[yellow]interrupted[/]: everything measured so far is in the store; "
+            "run the same command again to continue.",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(130)
     except Exception as exc:

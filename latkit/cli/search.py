@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def search(
     space: str = typer.Option("proxyless-tiny", help="Built-in space name or a space YAML."),
     dataset: str = typer.Option(
         "digits",
-        help="digits (bundled with scikit-learn) or cifar10:DIR (extracted python batches).",
+        help="digits (bundled with scikit-learn), cifar10:DIR (extracted python batches) or "
+        "imagefolder:DIR (DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg; needs latkit[vision]).",
     ),
     epochs: int = typer.Option(8, min=0, help="Search epochs (weights and architecture)."),
     warmup_epochs: int = typer.Option(
@@ -107,6 +109,27 @@ def search(
         True, "--measure/--no-measure", help="Time the found network on the device at the end."
     ),
     train_threads: int = typer.Option(0, "--train-threads", min=0, help=THREADS_HELP),
+    train_device: str = typer.Option(
+        "cpu",
+        "--train-device",
+        help="Where the supernet trains: cpu, cuda, cuda:N, mps or auto. Latency is still that "
+        "of --device, where the found network is timed.",
+    ),
+    amp: str | None = typer.Option(
+        None, "--amp", help="Mixed precision for training: bf16 or fp16 (with loss scaling)."
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the search checkpointed in the output folder (same arguments, same --out).",
+    ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Data-parallel processes on this machine, started with torchrun (gloo on CPU, NCCL "
+        "on CUDA); --batch-size is the global batch. Same as torchrun --nproc-per-node N -m latkit.",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " The final timing is stored in it."),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help=DATA_HELP),
@@ -116,11 +139,15 @@ def search(
 
     Needs the device's fitted predictor (`latkit profile`, then `latkit fit`). Prints one line per
     epoch, writes the architecture as ProxylessNAS net.config JSON, trains it briefly, and times it
-    on the device so the predicted latency is checked against a measured one.
+    on the device so the predicted latency is checked against a measured one. Every epoch is
+    checkpointed in the output folder; Ctrl-C saves the current step, and `--resume` continues.
     """
     from latkit.spaces import load_space
-    from latkit.workflows.search import run_search, search_config, torch_threads
+    from latkit.workflows.search import launch_search, run_search, search_config, torch_threads
 
+    if nproc > 1:
+        launch_search(nproc, sys.argv[1:])
+        return
     if lam is not None and loss != "add-linear":
         raise LatkitError("--lam applies to --loss add-linear only")
     config = search_config(
@@ -152,7 +179,12 @@ def search(
                 store=store,
                 reporter=reporter,
                 on_epoch=epoch_printer(reporter.progress.console, chosen),
+                train_device=train_device,
+                amp=amp,
+                resume=resume,
             )
+    if result.rank != 0:
+        return
     console.print(_result_table(result, f"search on {device_config.name}: T = {target_ms:g} ms"))
     console.print(f"net.config: {result.paths['net_config']}")
     if "png" in result.paths:

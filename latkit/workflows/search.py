@@ -3,7 +3,10 @@
 `run_search` loads the device's predictor, searches, derives the architecture (optionally projected
 onto the hard budget), writes it as `net.config`, trains it briefly from scratch, and times it end
 to end with the device's own profiler, so the predicted figure is checked against a measured one.
-Each epoch is appended to `history.csv` as it finishes.
+Each epoch is appended to `history.csv` as it finishes, and checkpointed to `checkpoint.pt`.
+
+The supernet trains on `train_device` (possibly under autocast); launched by torchrun, every process
+searches its share of each global batch and rank 0 alone writes files and times the result.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import csv
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,10 @@ from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.reporting import Reporter, SilentReporter
+from latkit.search.checkpoint import NAME as CHECKPOINT
+from latkit.search.checkpoint import Checkpointer
 from latkit.search.datasets import Dataset, load_dataset
+from latkit.search.distributed import Session, launch, strip_option, training_session
 from latkit.search.export import argmax_arch, project_to_budget, write_net_config
 from latkit.search.latency import LatencyTable, Predictor
 from latkit.search.plots import plot_history
@@ -71,6 +77,9 @@ class SearchResult:
     history: list[EpochRecord] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     probs: tuple[np.ndarray, ...] = ()
+    train_device: str = "cpu"
+    world_size: int = 1
+    rank: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` payload: the six fields the CLI promises, then provenance."""
@@ -83,6 +92,8 @@ class SearchResult:
             "search_s": self.search_s,
             "arch_index": list(self.arch),
             "argmax_ms": self.argmax_ms,
+            "train_device": self.train_device,
+            "world_size": self.world_size,
             "files": {k: str(v) for k, v in self.paths.items()},
         }
 
@@ -95,6 +106,35 @@ def run_search(
     device: DeviceConfig,
     config: SearchConfig,
     *,
+    train_device: str = "cpu",
+    amp: str | None = None,
+    **options: Any,
+) -> SearchResult:
+    """`search_on` in a training session: on `train_device` (cpu, cuda, cuda:N, mps, auto) with
+    optional `amp` (bf16, fp16), and inside torchrun in its process group."""
+    with training_session(train_device, amp) as session:
+        return search_on(session, device, config, **options)
+
+
+def launch_search(nproc: int, args: list[str]) -> None:
+    """`latkit ARGS` (a search command line holding `--nproc`) in `nproc` processes via torchrun."""
+    if not any(arg == "--nproc" or arg.startswith("--nproc=") for arg in args):
+        raise LatkitError("--nproc works on the command line: latkit search ... --nproc N")
+    launch(nproc, strip_option(args, "--nproc"))
+
+
+def search_settings(config: SearchConfig, space: SearchSpace, dataset: str) -> dict[str, Any]:
+    """What decides a search's trajectory; a checkpoint resumes only the search it came from.
+    Not the process count nor the device: the global batch and the paths do not depend on them."""
+    return {**asdict(config), "space": space.name, "dataset": dataset}
+
+
+def search_on(
+    session: Session,
+    device: DeviceConfig,
+    config: SearchConfig,
+    *,
+    resume: bool = False,
     space: SearchSpace | str = "proxyless-tiny",
     dataset: str | Dataset = "digits",
     predictor: Predictor | None = None,
@@ -107,8 +147,13 @@ def run_search(
     reporter: Reporter | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> SearchResult:
-    """Search `space` on `dataset` against the device's F at `config.target_ms`."""
-    reporter = reporter or SilentReporter()
+    """Search `space` on `dataset` against the device's F at `config.target_ms`.
+
+    `resume` continues from the checkpoint in the output folder, if there is one.
+    """
+    main = session.group.is_main
+    reporter = reporter if reporter and main else SilentReporter()
+    on_epoch = on_epoch if main else None
     space = load_space(space) if isinstance(space, str) else space
     if predictor is None:
         from latkit.predictors import load_predictor
@@ -144,25 +189,47 @@ def run_search(
         "history": out_dir / "history.csv",
         "png": out_dir / "search.png",
         "result": out_dir / "result.json",
+        "checkpoint": out_dir / CHECKPOINT,
     }
 
     torch.manual_seed(config.seed)
     # REINFORCE samples whole single-path networks; the binary-gate modes only matter to gradients.
     mode = "single" if config.strategy == "reinforce" else config.mode
-    net = SuperNet(space, mode, seed=config.seed)
-    trainer = SearchTrainer(net, table, data, replace(config, mode=mode))
-    started = time.perf_counter()
+    net = session.group.sync_batch_norm(SuperNet(space, mode, seed=config.seed).to(session.device))
+    trainer = SearchTrainer(
+        net,
+        table,
+        data,
+        replace(config, mode=mode),
+        precision=session.precision,
+        group=session.group,
+    )
+    settings = search_settings(config, space, dataset if isinstance(dataset, str) else data.name)
+    checkpoint = Checkpointer(paths["checkpoint"], settings, writes=main)
+    _resume(trainer, checkpoint, resume, paths["history"] if main else None, reporter)
+    started = time.perf_counter() - trainer.progress.seconds
     advance = reporter.task(
         f"searching {space.name} ({config.strategy}, {mode})", trainer.total_steps()
     )
-    paths["history"].unlink(missing_ok=True)
+    advance(trainer.steps_done())
 
     def epoch_done(record: EpochRecord) -> None:
-        _append_history(paths["history"], record)
+        if main:
+            _append_history(paths["history"], record)
         if on_epoch:
             on_epoch(record)
 
-    history = trainer.run(on_epoch=epoch_done, on_step=lambda: advance(1))
+    try:
+        history = trainer.run(
+            on_epoch=epoch_done, on_step=lambda: advance(1), on_checkpoint=checkpoint.save
+        )
+    except KeyboardInterrupt as exc:
+        saved = (
+            f"the checkpoint is {checkpoint.path}: run the same command with --resume to continue"
+            if checkpoint.exists()
+            else "no epoch had finished, so there is no checkpoint yet"
+        )
+        raise KeyboardInterrupt(f"search {exc or 'interrupted'}; {saved}") from None
     probs = net.probs()
     argmax = argmax_arch(probs)
     arch = project_to_budget(probs, table, target) if hard_budget else argmax
@@ -170,8 +237,9 @@ def run_search(
 
     network = space.network(arch, batch=device.batch_size, name=f"{space.name}-{target:g}ms")
     predicted = predictor.predict_network(network.ops)
-    write_net_config(network, paths["net_config"])
-    if history:
+    if main:
+        write_net_config(network, paths["net_config"])
+    if history and main:
         plot_history(
             history,
             target,
@@ -194,9 +262,11 @@ def run_search(
             batch_size=config.batch_size,
             seed=config.seed,
             on_step=lambda: advance(1),
+            precision=session.precision,
+            group=session.group,
         )
 
-    measured = measure_network(device, network, store, reporter) if measure else None
+    measured = measure_network(device, network, store, reporter) if measure and main else None
 
     result = SearchResult(
         arch=tuple(arch),
@@ -212,9 +282,36 @@ def run_search(
         history=history,
         paths=paths,
         probs=tuple(probs),
+        train_device=str(session.device),
+        world_size=session.group.world_size,
+        rank=session.group.rank,
     )
-    write_json(paths["result"], result.to_json())
+    if main:
+        write_json(paths["result"], result.to_json())
     return result
+
+
+def _resume(
+    trainer: SearchTrainer,
+    checkpoint: Checkpointer,
+    resume: bool,
+    history: Path | None,
+    reporter: Reporter,
+) -> None:
+    """Load the checkpoint when asked to (and rewrite `history` to match it), else start over."""
+    if resume and checkpoint.restore(trainer):
+        done = trainer.progress
+        reporter.note(
+            f"resuming {checkpoint.path}: {done.epoch} epoch(s) and {done.step} step(s) done"
+        )
+    elif resume:
+        reporter.note(f"--resume: no checkpoint in {checkpoint.path.parent} yet; starting")
+    elif checkpoint.exists():
+        reporter.note(f"starting over; --resume would continue from {checkpoint.path}")
+    if history is not None:
+        history.unlink(missing_ok=True)
+        for record in trainer.history:
+            _append_history(history, record)
 
 
 def measure_network(
