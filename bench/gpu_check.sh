@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a bare NVIDIA machine with only this repository and no package registry.
 # Needs the wheels from bench/fetch_gpu_wheels.sh in .whl/ (carry that folder along).
-# Prints one line per figure. Budget: under 6 minutes on one H100.
+# Prints one line per figure. Budget: under 8 minutes on one H100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/latkit-gpu}
@@ -18,8 +18,9 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . \
 latkit() { python3 -c 'from latkit.cli import main; main()' "$@"; }
 python3 -c 'import torch; print("gpu:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| cuda", torch.version.cuda, "| cudnn", torch.backends.cudnn.version())'
 
-# 2. the GPU tests (and the shared timing-loop tests they build on)
+# 2. the GPU tests (and the shared timing-loop tests they build on), and the search on CUDA
 python3 -m pytest -q -p no:cacheprovider tests/test_torch_profiler.py tests/test_timing.py
+python3 -m pytest -q -p no:cacheprovider tests/test_search_distributed.py -k "cuda or meta"
 
 # 3. profile proxyless-mobile at batch 8, fp32, without and with CUDA graphs
 DB="$OUT/gpu.sqlite"
@@ -32,7 +33,30 @@ ARCHS=()
 for n in proxyless_mobile proxyless_cpu proxyless_gpu; do ARCHS+=(--arch "$ARCH_DIR/$n.config"); done
 latkit time-network --device device_configs/cuda-gpu8.yaml --db "$DB" "${ARCHS[@]}" --json "$OUT/networks.json"
 
-# 5. one line per figure
+# 5. a short search trained on the GPU: proxyless-mobile on digits upsampled to 224, 1 + 1 epochs,
+#    fp32 and bf16 autocast, against F fitted on the profile of step 3
+latkit fit --device cuda-gpu8 --db "$DB" --data-dir "$OUT/data"
+python3 - "$OUT" <<'PY'
+import sys, torch
+from pathlib import Path
+from latkit.devices import load_device
+from latkit.workflows.search import run_search, search_config
+out = Path(sys.argv[1])
+device = load_device("device_configs/cuda-gpu8.yaml")
+for amp in (None, "bf16"):
+    config = search_config(target_ms=5.0, epochs=1, warmup_epochs=1, batch_size=64)
+    torch.cuda.reset_peak_memory_stats()
+    result = run_search(device, config, space="proxyless-mobile", dataset="digits",
+                        final_epochs=0, measure=False, data_dir=out / "data",
+                        out_dir=out / f"search-{amp or 'fp32'}", train_device="cuda", amp=amp)
+    steps = 2 * (1079 // 64)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"FIGURE search on {result.train_device} ({amp or 'fp32'}): {steps / result.search_s:.2f} "
+          f"steps/s (weight steps, arch steps and per-epoch validation included), "
+          f"peak GPU memory {peak:.2f} GiB, arch {' '.join(result.names)}")
+PY
+
+# 6. one line per figure
 python3 - "$OUT" <<'PY'
 import json, sqlite3, sys
 out = sys.argv[1]

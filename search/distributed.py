@@ -237,11 +237,14 @@ def launch(nproc: int, args: Sequence[str]) -> None:
     """Run `latkit ARGS` in `nproc` processes on this machine, through torchrun's launcher."""
     if _torchrun_world() > 1:
         raise LatkitError("--nproc starts torchrun itself; inside torchrun leave it out")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
     try:
         torchrun(["--standalone", f"--nproc-per-node={nproc}", "-m", "latkit", *args])
+    except SignalException:  # Ctrl-C: torchrun passed it on; each process said what it saved
+        raise KeyboardInterrupt() from None
     except ChildFailedError as exc:
         ranks = ", ".join(str(f.local_rank) for f in exc.failures.values())
         raise LatkitError(

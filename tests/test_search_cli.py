@@ -6,11 +6,18 @@ The module fixture profiles the space with onnxruntime (quick timing) and fits F
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import write_device
+from test_search_imagefolder import image_tree
 from typer.testing import CliRunner
 
 from latkit.cli import app
@@ -141,12 +148,14 @@ def test_search_command_end_to_end(fitted, tmp_path):
         payload
     )
     assert payload["target_ms"] == target
+    assert (payload["train_device"], payload["world_size"]) == ("cpu", 1)
     assert payload["predicted_ms"] <= target  # --hard-budget
     assert payload["measured_ms"] > 0 and 0 <= payload["accuracy"] <= 1
     network = Network.load(out / "net.config")
     assert list(SPACE.arch_of(network)) == payload["arch_index"]
     assert (out / "search.png").stat().st_size > 0
     assert len((out / "history.csv").read_text().splitlines()) == 2
+    assert (out / "checkpoint.pt").is_file()
     with MeasurementStore(fitted["db"]) as store:
         timed = store.networks(fitted["device"].name)
     assert (timed["origin"] == "search").sum() >= 1
@@ -223,3 +232,135 @@ def test_default_output_folder_is_under_the_device(fitted):
 
     path = default_out_dir(Path("data"), "pixel", "proxyless-tiny", 12.5)
     assert path == Path("data/pixel/search-proxyless-tiny-12.5ms")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def search_args(fitted, *extra) -> list[str]:
+    table = fitted["table"]
+    _, fastest = table.fastest()
+    _, slowest = table.slowest()
+    target = round(fastest + 0.3 * (slowest - fastest), 4)
+    args = ["search", "--device", fitted["device_file"], "--target-ms", target]
+    args += ["--db", fitted["db"], "--data-dir", fitted["data_dir"], "--train-threads", 1]
+    return [str(a) for a in (*args, *extra)]
+
+
+def latkit_process(*args: str, **kwargs) -> subprocess.Popen:
+    """`python -m latkit ARGS` as a user runs it, in its own process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "latkit", *args], env=env, **kwargs)
+
+
+def history_rows(path: Path) -> list[dict]:
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        row.pop("seconds")
+    return rows
+
+
+def test_search_killed_after_its_first_checkpoint_resumes_to_the_same_result(fitted, tmp_path):
+    args = search_args(
+        fitted,
+        "--epochs",
+        1,
+        "--warmup-epochs",
+        1,
+        "--final-epochs",
+        0,
+        "--no-measure",
+        "--batch-size",
+        64,
+    )
+    whole = tmp_path / "whole"
+    assert invoke(*args, "--out", whole).exit_code == 0
+    killed = tmp_path / "killed"
+    process = latkit_process(
+        *args, "--out", str(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint.pt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    process.kill()  # SIGKILL: no handler runs, nothing is flushed
+    _, stderr = process.communicate()
+    assert process.returncode == -9, stderr.decode()[-2000:]
+    assert not (killed / "result.json").exists()
+    state = torch.load(killed / "checkpoint.pt", weights_only=True)["state"]
+    assert (state["progress"]["epoch"], state["progress"]["step"]) == (1, 0)
+
+    result = invoke(*args, "--out", killed, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+    done, again = (json.loads((d / "result.json").read_text()) for d in (whole, killed))
+    assert again["arch_index"] == done["arch_index"] and again["arch"] == done["arch"]
+    final = [torch.load(d / "checkpoint.pt", weights_only=True)["state"] for d in (whole, killed)]
+    alphas = [k for k in final[0]["net"] if k.endswith(".alpha")]
+    assert alphas and all(torch.equal(final[0]["net"][k], final[1]["net"][k]) for k in alphas)
+    assert history_rows(killed / "history.csv") == history_rows(whole / "history.csv")
+    # the checkpoint resumes only the search it came from
+    other = invoke(*args[:-2], "--batch-size", 128, "--out", whole, "--resume")
+    assert isinstance(other.exception, LatkitError)
+    assert "batch_size = 64, not 128" in str(other.exception)
+
+
+def test_two_processes_through_nproc_search_and_rank_0_alone_writes(fitted, tmp_path):
+    out, json_path = tmp_path / "out", tmp_path / "result.json"
+    args = search_args(
+        fitted,
+        "--epochs",
+        1,
+        "--warmup-epochs",
+        0,
+        "--final-epochs",
+        1,
+        "--batch-size",
+        64,
+        "--out",
+        out,
+        "--json",
+        json_path,
+        "--nproc",
+        2,
+    )
+    process = latkit_process(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    payload = json.loads(json_path.read_text())
+    assert (payload["train_device"], payload["world_size"]) == ("cpu", 2)
+    assert payload["measured_ms"] > 0 and 0 <= payload["accuracy"] <= 1
+    assert stdout.count("net.config:") == 1  # one result table, from rank 0
+    assert len((out / "history.csv").read_text().splitlines()) == 2
+    assert Network.load(out / "net.config").ops
+    with MeasurementStore(fitted["db"]) as store:
+        timed = store.networks(fitted["device"].name)
+    assert (timed["origin"] == "search").sum() >= 1
+
+
+def test_search_on_an_image_folder(fitted, tmp_path, torchvision):
+    root = image_tree(tmp_path / "tree", train=8, val=2)
+    out, json_path = tmp_path / "out", tmp_path / "result.json"
+    args = search_args(
+        fitted,
+        "--dataset",
+        f"imagefolder:{root}",
+        "--epochs",
+        1,
+        "--warmup-epochs",
+        1,
+        "--final-epochs",
+        1,
+        "--batch-size",
+        16,
+        "--no-measure",
+        "--out",
+        out,
+        "--json",
+        json_path,
+    )
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(json_path.read_text())
+    assert 0 <= payload["accuracy"] <= 1 and len(payload["arch_index"]) == len(SPACE.layers())
+    assert len((out / "history.csv").read_text().splitlines()) == 3

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -14,6 +15,7 @@ from latkit.cli.app import (
     DEFAULT_DB,
     app,
     console,
+    err_console,
     open_store,
     reporting,
     require_config,
@@ -65,6 +67,19 @@ def _result_table(result, title: str) -> Table:
         f"{result.search_s:.0f}",
     )
     return table
+
+
+@contextlib.contextmanager
+def interruption_said() -> Iterator[None]:
+    """Ctrl-C during a search: print what was saved (the interrupt's message) and exit 130."""
+    from latkit.workflows.search import SearchInterrupted
+
+    try:
+        yield
+    except SearchInterrupted as exc:
+        if not exc.quiet:
+            err_console.print(f"[yellow]interrupted[/]: {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(130) from None
 
 
 @app.command()
@@ -146,7 +161,8 @@ def search(
     from latkit.workflows.search import launch_search, run_search, search_config, torch_threads
 
     if nproc > 1:
-        launch_search(nproc, sys.argv[1:])
+        with interruption_said():
+            launch_search(nproc, sys.argv[1:])
         return
     if lam is not None and loss != "add-linear":
         raise LatkitError("--lam applies to --loss add-linear only")
@@ -163,7 +179,7 @@ def search(
         batch_size=batch_size,
     )
     chosen = load_space(space)
-    with open_store(db) as store:
+    with open_store(db) as store, interruption_said():
         device_config = require_config(resolve_device(device, store), "search")
         with reporting() as reporter, torch_threads(train_threads):
             result = run_search(

@@ -98,6 +98,15 @@ class SearchResult:
         }
 
 
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a search; the message says what was saved. `quiet` on every rank
+    but 0, so that one line is printed."""
+
+    def __init__(self, message: str, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+
 def default_out_dir(data_dir: Path, device: str, space: str, target_ms: float) -> Path:
     return Path(data_dir) / device / f"search-{space}-{target_ms:g}ms"
 
@@ -120,7 +129,10 @@ def launch_search(nproc: int, args: list[str]) -> None:
     """`latkit ARGS` (a search command line holding `--nproc`) in `nproc` processes via torchrun."""
     if not any(arg == "--nproc" or arg.startswith("--nproc=") for arg in args):
         raise LatkitError("--nproc works on the command line: latkit search ... --nproc N")
-    launch(nproc, strip_option(args, "--nproc"))
+    try:
+        launch(nproc, strip_option(args, "--nproc"))
+    except KeyboardInterrupt:  # the processes said what they saved
+        raise SearchInterrupted("", quiet=True) from None
 
 
 def search_settings(config: SearchConfig, space: SearchSpace, dataset: str) -> dict[str, Any]:
@@ -229,7 +241,7 @@ def search_on(
             if checkpoint.exists()
             else "no epoch had finished, so there is no checkpoint yet"
         )
-        raise KeyboardInterrupt(f"search {exc or 'interrupted'}; {saved}") from None
+        raise SearchInterrupted(f"search {exc or 'interrupted'}; {saved}", quiet=not main) from None
     probs = net.probs()
     argmax = argmax_arch(probs)
     arch = project_to_budget(probs, table, target) if hard_budget else argmax
