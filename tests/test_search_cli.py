@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -260,11 +261,25 @@ def history_rows(path: Path) -> list[dict]:
     return rows
 
 
-def test_search_killed_after_its_first_checkpoint_resumes_to_the_same_result(fitted, tmp_path):
+def wait_for_epoch(process: subprocess.Popen, checkpoint: Path, epoch: int) -> None:
+    """Poll until `checkpoint` records `epoch` finished epochs (it is replaced atomically)."""
+    deadline = time.monotonic() + 300
+    while process.poll() is None:
+        assert time.monotonic() < deadline, f"no checkpoint of epoch {epoch} within 300 s"
+        if checkpoint.exists():
+            state = torch.load(checkpoint, weights_only=True)["state"]
+            if state["progress"]["epoch"] >= epoch:
+                return
+        time.sleep(0.02)
+
+
+def test_search_killed_then_interrupted_resumes_to_the_same_result(fitted, tmp_path):
+    """kill -9 after the first checkpoint, --resume, Ctrl-C in the middle of the last epoch,
+    --resume again: the same architecture, α and history as a search never interrupted."""
     args = search_args(
         fitted,
         "--epochs",
-        1,
+        2,
         "--warmup-epochs",
         1,
         "--final-epochs",
@@ -275,30 +290,38 @@ def test_search_killed_after_its_first_checkpoint_resumes_to_the_same_result(fit
     )
     whole = tmp_path / "whole"
     assert invoke(*args, "--out", whole).exit_code == 0
-    killed = tmp_path / "killed"
-    process = latkit_process(
-        *args, "--out", str(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 300
-    while not (killed / "checkpoint.pt").exists() and process.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.02)
+    out = tmp_path / "interrupted"
+    checkpoint = out / "checkpoint.pt"
+    pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+
+    process = latkit_process(*args, "--out", str(out), **pipes)
+    wait_for_epoch(process, checkpoint, 1)
     process.kill()  # SIGKILL: no handler runs, nothing is flushed
     _, stderr = process.communicate()
-    assert process.returncode == -9, stderr.decode()[-2000:]
-    assert not (killed / "result.json").exists()
-    state = torch.load(killed / "checkpoint.pt", weights_only=True)["state"]
+    assert process.returncode == -9, stderr[-2000:]
+    assert not (out / "result.json").exists()
+    state = torch.load(checkpoint, weights_only=True)["state"]
     assert (state["progress"]["epoch"], state["progress"]["step"]) == (1, 0)
 
-    result = invoke(*args, "--out", killed, "--resume")
+    process = latkit_process(*args, "--out", str(out), "--resume", **pipes)
+    wait_for_epoch(process, checkpoint, 2)
+    process.send_signal(signal.SIGINT)  # Ctrl-C: finish the step, save, exit 130
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    said = " ".join(stderr.split())
+    assert "interrupted: search stopped at epoch 3, step" in said and "--resume" in said
+    state = torch.load(checkpoint, weights_only=True)["state"]
+    assert state["progress"]["epoch"] == 2 and state["progress"]["step"] >= 1
+
+    result = invoke(*args, "--out", out, "--resume")
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output
-    done, again = (json.loads((d / "result.json").read_text()) for d in (whole, killed))
+    done, again = (json.loads((d / "result.json").read_text()) for d in (whole, out))
     assert again["arch_index"] == done["arch_index"] and again["arch"] == done["arch"]
-    final = [torch.load(d / "checkpoint.pt", weights_only=True)["state"] for d in (whole, killed)]
+    final = [torch.load(d / "checkpoint.pt", weights_only=True)["state"] for d in (whole, out)]
     alphas = [k for k in final[0]["net"] if k.endswith(".alpha")]
     assert alphas and all(torch.equal(final[0]["net"][k], final[1]["net"][k]) for k in alphas)
-    assert history_rows(killed / "history.csv") == history_rows(whole / "history.csv")
+    assert history_rows(out / "history.csv") == history_rows(whole / "history.csv")
     # the checkpoint resumes only the search it came from
     other = invoke(*args[:-2], "--batch-size", 128, "--out", whole, "--resume")
     assert isinstance(other.exception, LatkitError)
