@@ -241,8 +241,12 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 def set_rng_state(generator: torch.Generator, state: dict[str, Any]) -> None:
     generator.set_state(state["search"])
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if (
+        state["cuda"]
+        and torch.cuda.is_available()
+        and len(state["cuda"]) == torch.cuda.device_count()
+    ):
+        torch.cuda.set_rng_state_all(state["cuda"])  # resumed on other hardware: CUDA draws none
     kind, keys, position, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
