@@ -54,6 +54,8 @@ class Checkpointer:
     def __init__(self, path: Path, settings: Mapping[str, Any], writes: bool = True) -> None:
         self.path, self.settings, self.writes = Path(path), dict(settings), writes
         self.saved_bytes = 0
+        #: the file holds this run's search (saved or resumed from), not an older one
+        self.current = False
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -62,10 +64,12 @@ class Checkpointer:
         if self.writes:
             save_checkpoint(self.path, trainer.state_dict(), self.settings)
             self.saved_bytes = self.path.stat().st_size
+        self.current = True
 
     def restore(self, trainer: SearchTrainer) -> bool:
         """Load the checkpoint into `trainer`; False when there is none yet."""
         if not self.exists():
             return False
         trainer.load_state_dict(load_checkpoint(self.path, self.settings))
+        self.current = True
         return True

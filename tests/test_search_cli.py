@@ -206,6 +206,17 @@ def test_bad_options_are_one_line_errors(fitted, tmp_path):
     assert isinstance(result.exception, LatkitError) and "--mode" in str(result.exception)
     result = invoke("search", "-d", fitted["device_file"], "-t", 0.0001, "--hard-budget", *common)
     assert isinstance(result.exception, LatkitError) and "fastest" in str(result.exception)
+    result = invoke(
+        "search", "-d", fitted["device_file"], "-t", 0.2, "--batch-size", 33, "--nproc", 2, *common
+    )
+    assert isinstance(result.exception, LatkitError)
+    assert "--batch-size 33 does not split evenly over 2 processes" in str(result.exception)
+    if not torch.cuda.is_available():
+        result = invoke(
+            "search", "-d", fitted["device_file"], "-t", 0.2, "--train-device", "cuda", *common
+        )
+        assert isinstance(result.exception, LatkitError)
+        assert "--train-device cuda: no usable CUDA GPU" in str(result.exception)
 
 
 def test_search_reads_cifar10_folder_errors(fitted, tmp_path):

@@ -162,7 +162,7 @@ def search(
 
     if nproc > 1:
         with interruption_said():
-            launch_search(nproc, sys.argv[1:])
+            launch_search(nproc, sys.argv[1:], batch_size)
         return
     if lam is not None and loss != "add-linear":
         raise LatkitError("--lam applies to --loss add-linear only")

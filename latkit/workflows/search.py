@@ -29,7 +29,13 @@ from latkit.reporting import Reporter, SilentReporter
 from latkit.search.checkpoint import NAME as CHECKPOINT
 from latkit.search.checkpoint import Checkpointer
 from latkit.search.datasets import Dataset, load_dataset
-from latkit.search.distributed import Session, launch, strip_option, training_session
+from latkit.search.distributed import (
+    DataParallel,
+    Session,
+    launch,
+    strip_option,
+    training_session,
+)
 from latkit.search.export import argmax_arch, project_to_budget, write_net_config
 from latkit.search.latency import LatencyTable, Predictor
 from latkit.search.plots import plot_history
@@ -125,8 +131,9 @@ def run_search(
         return search_on(session, device, config, **options)
 
 
-def launch_search(nproc: int, args: list[str]) -> None:
+def launch_search(nproc: int, args: list[str], batch_size: int) -> None:
     """`latkit ARGS` (a search command line holding `--nproc`) in `nproc` processes via torchrun."""
+    DataParallel(world_size=nproc).check_batch(batch_size)
     if not any(arg == "--nproc" or arg.startswith("--nproc=") for arg in args):
         raise LatkitError("--nproc works on the command line: latkit search ... --nproc N")
     try:
@@ -238,8 +245,8 @@ def search_on(
     except KeyboardInterrupt as exc:
         saved = (
             f"the checkpoint is {checkpoint.path}: run the same command with --resume to continue"
-            if checkpoint.exists()
-            else "no epoch had finished, so there is no checkpoint yet"
+            if checkpoint.current
+            else "no epoch had finished, so this search has no checkpoint yet"
         )
         raise SearchInterrupted(f"search {exc or 'interrupted'}; {saved}", quiet=not main) from None
     probs = net.probs()
