@@ -33,7 +33,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from latkit.cli.app import RichReporter
+from latkit.cli.output import RichReporter
 from latkit.devices import Timing, load_device
 from latkit.metrics import report, rmspe, within
 from latkit.ops import OpSpec, detect_dialect, from_key

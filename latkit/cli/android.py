@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from latkit.cli.app import app, console
+from latkit.cli.app import app
+from latkit.cli.output import console
 from latkit.errors import LatkitError
 
 
@@ -54,7 +54,7 @@ def devices(
             "pass --tcp 127.0.0.1:PORT"
         )
     for note in found.notes:
-        console.print(f"[dim]{escape(note)}[/]", highlight=False)
+        console.print(note, style="dim")
 
 
 @app.command("emulate-phone")
@@ -68,8 +68,8 @@ def emulate_phone(
     authorized_key: list[Path] = typer.Option(
         [],
         "--authorized-key",
-        help="adbkey.pub file whose key the phone trusts (repeatable; with --auth, default "
-        "~/.android/adbkey.pub).",
+        help="adbkey.pub file whose key the phone trusts (repeatable; with --auth, the default "
+        "is the .pub file of your adb key).",
     ),
     temperatures: str = typer.Option(
         "",
@@ -139,7 +139,7 @@ def emulate_phone(
     except ValueError as exc:
         raise LatkitError(f"--authorized-key: {exc}") from None
     console.print(
-        f"emulated phone [bold]{MODEL}[/] on 127.0.0.1:{port} (serial {phone.serial}): its numbers "
+        f"emulated phone {MODEL} on 127.0.0.1:{port} (serial {phone.serial}): its numbers "
         "are host-CPU numbers.\n"
         f"  adb connect 127.0.0.1:{port}    or    latkit profile --device "
         "device_configs/emulated-phone.yaml\nCtrl-C stops it.",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 
 import typer
-from rich.console import Console
 
+from latkit.cli.output import err_console, labelled, print_wall_time
 from latkit.errors import LatkitError
 
 app = typer.Typer(
@@ -22,8 +20,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-console = Console(stderr=False)
-err_console = Console(stderr=True)
 
 DB_HELP = "SQLite measurement store."
 DEFAULT_DB = "data/latkit.sqlite"
@@ -35,18 +31,22 @@ def main() -> None:
         code = app(prog_name="latkit", standalone_mode=False)
         if code == 130:  # typer turns Ctrl-C into exit status 130
             raise KeyboardInterrupt
+        if not code:
+            print_wall_time()
         sys.exit(code if isinstance(code, int) else 0)
     except LatkitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("error: ", "bold red", str(exc)), soft_wrap=True)
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort) as exc:
         said = str(exc) if isinstance(exc, KeyboardInterrupt) else ""
         err_console.print(
-            f"[yellow]interrupted[/]: {said}"
-            if said
-            else "[yellow]interrupted[/]: everything measured so far is in the store; "
-            "run the same command again to continue.",
-            highlight=False,
+            labelled(
+                "interrupted: ",
+                "yellow",
+                said
+                or "everything measured so far is in the store; run the same command again to "
+                "continue.",
+            ),
             soft_wrap=True,
         )
         sys.exit(130)
@@ -100,53 +100,3 @@ def require_config(device, what: str):
 
 def device_name(device) -> str:
     return device if isinstance(device, str) else device.name
-
-
-def progress_bar():
-    """The rich progress bar every long command shows: description, bar, count, ETA."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-STYLES = {"info": None, "warning": "yellow", "success": "green"}
-
-
-class RichReporter:
-    """A `latkit.reporting.Reporter` that draws a progress bar per task and prints notes above
-    the bars."""
-
-    def __init__(self, progress) -> None:
-        self.progress = progress
-
-    def task(self, description: str, total: float | None):
-        from rich.markup import escape
-
-        task = self.progress.add_task(escape(description), total=total)
-        return lambda amount=1.0: self.progress.advance(task, amount)
-
-    def note(self, text: str, level: str = "info") -> None:
-        self.progress.console.print(text, style=STYLES[level], markup=False, highlight=False)
-
-
-@contextlib.contextmanager
-def reporting() -> Iterator[RichReporter]:
-    """Progress bars for the duration of a command."""
-    with progress_bar() as bar:
-        yield RichReporter(bar)

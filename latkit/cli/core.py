@@ -11,13 +11,12 @@ from latkit.cli.app import (
     DB_HELP,
     DEFAULT_DB,
     app,
-    console,
     device_name,
     open_store,
-    reporting,
     require_config,
     resolve_device,
 )
+from latkit.cli.output import console, print_fields, reporting
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
 
@@ -96,19 +95,12 @@ def measurements(
             frame.to_csv(tmp, index=False)
         console.print(f"wrote {len(frame)} rows to {csv}")
         return
-    table = Table(title=f"{name}: {len(frame)} ops")
-    for col in ("key", "median_ms", "cv", "runtime", "threads", "batch"):
-        table.add_column(col)
+    console.print(f"{name}: {len(frame)} ops (median ms, CV across rounds, runtime, key)")
     for row in frame.itertuples():
-        table.add_row(
-            row.key,
-            f"{row.median_ms:.4f}",
-            f"{row.cv:.2%}",
-            row.runtime,
-            str(row.threads),
-            str(row.batch),
-        )
-    console.print(table)
+        head = f"{row.median_ms:10.4f}  {row.cv:6.2%}  {row.runtime}  "
+        parts = row.key.split("-")
+        fields = [head + parts[0], *("-" + part for part in parts[1:])]
+        print_fields(fields, indent=len(head), sep="")
 
 
 @app.command()

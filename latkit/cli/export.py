@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from latkit.cli.app import app, console, reporting
+from latkit.cli.app import app
+from latkit.cli.output import console, reporting
 
 
 @app.command()

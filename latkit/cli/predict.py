@@ -15,21 +15,19 @@ from latkit.cli.app import (
     DB_HELP,
     DEFAULT_DB,
     app,
-    console,
     device_name,
-    err_console,
     open_store,
-    reporting,
     require_config,
     resolve_device,
 )
+from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
 from latkit.errors import LatkitError
 from latkit.files import write_json
 
 if TYPE_CHECKING:
     from latkit.predictors import LatencyPredictor
 
-DATA_HELP = "Folder for predictors and reports (the predictor goes to DATA_DIR/<device>/)."
+DATA_HELP = "Folder for predictors and reports (the predictor goes to `DATA_DIR/<device>/`)."
 DEVICE_HELP = "Device file (YAML) or the name of a device already in the store."
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -65,7 +63,7 @@ def _import_target(value: str, store) -> str:
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("warning: ", "yellow", str(w.message)), soft_wrap=True)
 
 
 @app.command()
@@ -116,10 +114,15 @@ def fit(
             result = _fit_networks(store, resolved, networks, calibrate, test_fraction, seed)
             result.predictor.save(predictor_path(name, data_dir))
     predictor = result.predictor
-    console.print(
-        f"fitted [bold]{name}[/]: family {predictor.meta.get('family')}, "
-        f"{result.n_train} training / {result.n_test} held-out {result.unit}, "
-        f"overhead {predictor.overhead_ms:.3f} ms per network -> {predictor_path(name, data_dir)}"
+    print_fields(
+        [
+            f"fitted {name}:",
+            f"family {predictor.meta.get('family')},",
+            f"{result.n_train} training / {result.n_test} held-out {result.unit},",
+            f"overhead {predictor.overhead_ms:.3f} ms per network",
+            f"-> {shown(predictor_path(name, data_dir))}",
+        ],
+        sep=" ",
     )
     if result.test and result.comparison:
         family = predictor.meta["family"]
@@ -197,7 +200,7 @@ def validate(
 
     Samples random architectures from the space (seeded), times each whole network with the
     device's own profiler, and compares with F. Saves validation.csv and validation.png
-    (predicted vs measured with the ±10% band) under DATA_DIR/<device>/. Timings are committed
+    (predicted vs measured with the ±10% band) under `DATA_DIR/<device>/`. Timings are committed
     as they finish: run the same command again after an interruption to continue.
     """
     from latkit.predictors import load_predictor

@@ -4,62 +4,60 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from latkit.cli.app import (
-    DB_HELP,
-    DEFAULT_DB,
-    app,
-    console,
-    err_console,
-    open_store,
-    reporting,
-    require_config,
-    resolve_device,
-)
+from latkit.cli.app import DB_HELP, DEFAULT_DB, app, open_store, require_config, resolve_device
+from latkit.cli.output import console, err_console, labelled, pack, print_fields, reporting, shown
 from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.workflows.search import ARCH_LR, LOSS
 
-DATA_HELP = "Folder of fitted predictors; results go to DATA_DIR/<device>/ unless --out is given."
+DATA_HELP = "Folder of fitted predictors; results go to `DATA_DIR/<device>/` unless --out is given."
 THREADS_HELP = "Torch threads for training (0: torch's default, all cores)."
 
 
-def epoch_printer(console_, space) -> Callable:
-    """The per-epoch line: train loss, validation accuracy, E[LAT], entropy, the argmax path."""
+def short_names(space, arch: Sequence[int]) -> list[str]:
+    """`3x3e6`-style candidate names, short enough for a terminal line."""
     from latkit.spaces import candidate_name
 
-    layers = space.layers()
+    return [
+        candidate_name(layer.candidates[i]).replace("_MBConv", "e")
+        for layer, i in zip(space.layers(), arch)
+    ]
 
-    def names(arch: tuple[int, ...]) -> str:
-        return " ".join(
-            candidate_name(layer.candidates[i]).replace("_MBConv", "e")
-            for layer, i in zip(layers, arch)
-        )
+
+def epoch_printer(reporter, space) -> Callable:
+    """The per-epoch lines: loss, validation accuracy, E[LAT], entropy, then the argmax path,
+    packed to the terminal's width so that they break between fields only."""
 
     def show(r) -> None:
-        arch = f"  loss_arch {r.extra['arch_loss']:.3f}" if "arch_loss" in r.extra else ""
-        console_.print(
-            f"epoch {r.epoch:>3} [dim]{r.phase:<6}[/] train loss {r.train_loss:.3f}  "
-            f"val acc {r.val_acc:6.1%}  E[LAT] {r.expected_ms:.4f} ms  "
-            f"entropy {r.entropy:.3f}{arch}  [dim]{names(r.arch)}[/]",
-            highlight=False,
-        )
+        fields = [
+            f"epoch {r.epoch:>3} {r.phase:<6}",
+            f"train loss {r.train_loss:.3f}",
+            f"val acc {r.val_acc:6.1%}",
+            f"E[LAT] {r.expected_ms:.4f} ms",
+            f"entropy {r.entropy:.3f}",
+        ]
+        if "arch_loss" in r.extra:
+            fields.append(f"loss_arch {r.extra['arch_loss']:.3f}")
+        for line in pack(fields, console.width):
+            reporter.note(line)
+        for line in pack(["   ", *short_names(space, r.arch)], console.width, 4, " "):
+            reporter.note(line)
 
     return show
 
 
-def _result_table(result, title: str) -> Table:
+def _result_table(result, space, title: str) -> Table:
     table = Table(title=title)
-    for col in ("architecture", "predicted ms", "measured ms", "error", "test acc", "search s"):
+    for col in ("predicted ms", "measured ms", "error", "test acc", "search s"):
         table.add_column(col, justify="right")
     measured = result.measured_ms
     table.add_row(
-        " ".join(result.names),
         f"{result.predicted_ms:.4f}",
         "-" if measured is None else f"{measured:.4f}",
         "-" if measured is None else f"{(result.predicted_ms - measured) / measured:+.1%}",
@@ -78,7 +76,7 @@ def interruption_said() -> Iterator[None]:
         yield
     except SearchInterrupted as exc:
         if not exc.quiet:
-            err_console.print(f"[yellow]interrupted[/]: {exc}", highlight=False, soft_wrap=True)
+            err_console.print(labelled("interrupted: ", "yellow", str(exc)), soft_wrap=True)
         raise SystemExit(130) from None
 
 
@@ -194,17 +192,19 @@ def search(
                 out_dir=out,
                 store=store,
                 reporter=reporter,
-                on_epoch=epoch_printer(reporter.progress.console, chosen),
+                on_epoch=epoch_printer(reporter, chosen),
                 train_device=train_device,
                 amp=amp,
                 resume=resume,
             )
     if result.rank != 0:
         return
-    console.print(_result_table(result, f"search on {device_config.name}: T = {target_ms:g} ms"))
-    console.print(f"net.config: {result.paths['net_config']}")
+    title = f"search on {device_config.name}: T = {target_ms:g} ms"
+    console.print(_result_table(result, chosen, title))
+    print_fields(["architecture:", *short_names(chosen, result.arch)], sep=" ")
+    console.print(f"net.config: {shown(result.paths['net_config'])}")
     if "png" in result.paths:
-        console.print(f"E[LAT] and accuracy over the search: {result.paths['png']}")
+        console.print(f"E[LAT] and accuracy: {shown(result.paths['png'])}")
     if json_out:
         write_json(json_out, result.to_json())
 
@@ -241,7 +241,7 @@ def quickstart(
             final_epochs=final_epochs,
             train_threads=train_threads,
             reporter=reporter,
-            on_epoch=epoch_printer(reporter.progress.console, load_space(SPACE)),
+            on_epoch=epoch_printer(reporter, load_space(SPACE)),
         )
     search, validation = result.search, result.validation
     summary_table = Table(title=f"latkit quickstart on {result.device} ({result.wall_s:.0f} s)")
@@ -250,7 +250,7 @@ def quickstart(
     rows = {
         "ops profiled": str(result.profile.ops),
         "F ±10% (networks)": f"{validation.metrics['acc10']:.0%} of {validation.n}",
-        "final architecture": " ".join(search.names),
+        "final architecture": " ".join(short_names(load_space(SPACE), search.arch)),
         "target ms": f"{result.target_ms:g}",
         "predicted ms": f"{search.predicted_ms:.4f}",
         "measured ms": "-" if search.measured_ms is None else f"{search.measured_ms:.4f}",
@@ -259,9 +259,11 @@ def quickstart(
     for name, value in rows.items():
         summary_table.add_row(name, value)
     console.print(summary_table)
-    console.print(
-        f"predictor: {result.predictor_path}  validation: {validation.png_path}  "
-        f"architecture: {search.paths['net_config']}"
-    )
+    for label, path in (
+        ("predictor", result.predictor_path),
+        ("validation", validation.png_path),
+        ("architecture", search.paths["net_config"]),
+    ):
+        console.print(f"{label}: {shown(path)}")
     if json_out:
         write_json(json_out, result.to_json())
