@@ -75,8 +75,21 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
         str(summary),
     )
     data = json.loads(summary.read_text())
-    assert set(data) == {"device", "ops", "median_cv", "wall_s", "timed_s"}
-    assert data["device"] == f"cpu-{runtime}" and data["ops"] == 5
+    assert set(data) == {
+        "device",
+        "label",
+        "ops",
+        "measured",
+        "skipped",
+        "median_cv",
+        "retried",
+    } | {
+        "unstable",
+        "wall_s",
+        "timed_s",
+    }
+    assert data["device"] == f"cpu-{runtime}" and data["ops"] == data["measured"] == 5
+    assert data["unstable"] == [] and data["skipped"] == 0
     assert 0 < data["timed_s"] < data["wall_s"]
 
     rerun = _invoke(

@@ -17,6 +17,8 @@ from latkit.cli.app import (
     reporting,
     require_config,
     resolve_device,
+    writable_dir,
+    writable_file,
 )
 from latkit.errors import LatkitError
 from latkit.files import write_json
@@ -107,10 +109,16 @@ def search(
         True, "--measure/--no-measure", help="Time the found network on the device at the end."
     ),
     train_threads: int = typer.Option(0, "--train-threads", min=0, help=THREADS_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the result as JSON here.", callback=writable_file
+    ),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " The final timing is stored in it."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help=DATA_HELP),
-    out: Path | None = typer.Option(None, "--out", help="Folder for net.config, PNG, history."),
+    data_dir: Path = typer.Option(
+        Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for net.config, PNG, history.", callback=writable_dir
+    ),
 ) -> None:
     """Search an architecture that is fast on the device: ProxylessNAS with F(op) in the loss.
 
@@ -164,8 +172,12 @@ def search(
 @app.command()
 def quickstart(
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help=DATA_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the summary as JSON here."),
+    data_dir: Path = typer.Option(
+        Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the summary as JSON here.", callback=writable_file
+    ),
     networks: int = typer.Option(20, min=2, help="Whole networks that validate F."),
     epochs: int = typer.Option(8, min=0, help="Search epochs."),
     warmup_epochs: int = typer.Option(4, "--warmup-epochs", min=0, help="Weights-only epochs."),
