@@ -164,7 +164,7 @@ def measurements(
         console.print(f"wrote {len(frame)} rows to {csv}")
         return
     table = Table(title=f"{name}: {len(frame)} ops")
-    for col in ("key", "median_ms", "cv", "runtime", "threads", "batch"):
+    for col in ("key", "median_ms", "cv", "runtime", "threads", "batch", "notes"):
         table.add_column(col)
     for row in frame.itertuples():
         table.add_row(
@@ -174,8 +174,26 @@ def measurements(
             row.runtime,
             str(row.threads),
             str(row.batch),
+            _notes(row),
         )
     console.print(table)
+
+
+def _yes(flag) -> bool:
+    """A flag column's value; unknown (rows from a version 1 store) counts as no."""
+    import pandas as pd
+
+    return bool(not pd.isna(flag) and flag)
+
+
+def _notes(row) -> str:
+    """What a reader must know about a row's statistics, in a word or two each."""
+    notes = [] if _yes(row.exact) else ["derived"]
+    if _yes(row.unstable):
+        notes.append("unstable")
+    if row.block and row.block > 1:
+        notes.append(f"blocks of {int(row.block)}")
+    return ", ".join(notes)
 
 
 @app.command()
