@@ -7,7 +7,8 @@ machines), then prints
 
 - the wall time of `latkit profile --device a --device b --device c` (one worker process per
   phone, one store) against three `latkit profile --device X` run one after another, and their
-  ratio;
+  ratio, with the device files' retries and again with none (retries depend on how noisy the
+  runs were, so only the second compares the same work);
 - a cut: the fleet profile again into a fresh store, phone b's process killed (the cable pulled)
   once b has committed some rows; the command must stop b alone, finish a and c, and a rerun
   after b is back must resume only what is missing. Rows lost (committed before the cut but
@@ -84,8 +85,9 @@ class Phone:
         self.process.kill()
         self.process.wait()
 
-    def device_file(self) -> Path:
+    def device_file(self, retries: int | None = None) -> Path:
         path = self.folder / f"{self.name}.yaml"
+        timing = TIMING if retries is None else {**TIMING, "max_retries": retries}
         android = {
             "transport": "tcp",
             "host": "127.0.0.1",
@@ -93,7 +95,7 @@ class Phone:
             "benchmark_model": str(STAND_IN),
             "adb_key": str(self.folder / "no-adbkey"),
         }
-        data = {"name": self.name, "kind": "android", "runtime": "litert", "timing": TIMING}
+        data = {"name": self.name, "kind": "android", "runtime": "litert", "timing": timing}
         path.write_text(yaml.safe_dump({**data, "android": android}))
         return path
 
@@ -122,6 +124,30 @@ def timed(files: list[Path], space: str, limit: int, db: str) -> float:
     if process.returncode != 0:
         raise SystemExit(f"latkit profile failed:\n{out}\n{err}")
     return time.perf_counter() - started
+
+
+def work(db: str) -> str:
+    """How much timing the rows took: retries add rounds, and contention causes retries."""
+    with MeasurementStore(db) as store:
+        frame = store.dataframe()
+    return (
+        f"{int(frame['attempts'].sum())} attempts for {len(frame)} ops, "
+        f"{int(frame['unstable'].sum())} unstable"
+    )
+
+
+def compare(phones: list[Phone], space: str, limit: int, folder: Path, retries: int | None) -> None:
+    """Three phones one after another, then concurrently, each into a fresh store."""
+    tag = "device files' retries" if retries is None else f"max_retries {retries}"
+    files = [p.device_file(retries) for p in phones]
+    serial_db, fleet_db = str(folder / f"serial-{tag}.sqlite"), str(folder / f"fleet-{tag}.sqlite")
+    serial = sum(timed([f], space, limit, serial_db) for f in files)
+    together = timed(files, space, limit, fleet_db)
+    print(
+        f"[{tag}] three phones one after another: {serial:.1f} s ({work(serial_db)}); "
+        f"concurrently: {together:.1f} s ({work(fleet_db)}); concurrent / one after another = "
+        f"{together / serial:.2f} ({load()})"
+    )
 
 
 def cut_run(phones: list[Phone], space: str, limit: int, db: str, label: str) -> None:
@@ -175,15 +201,8 @@ def main() -> None:
         folder = Path(tmp)
         phones = [Phone(name, folder).start() for name in NAMES]
         try:
-            files = [p.device_file() for p in phones]
-            serial = sum(
-                timed([f], args.space, limit, str(folder / "serial.sqlite")) for f in files
-            )
-            together = timed(files, args.space, limit, str(folder / "fleet.sqlite"))
-            print(
-                f"three phones one after another: {serial:.1f} s; concurrently: {together:.1f} s; "
-                f"concurrent / one after another = {together / serial:.2f} ({load()})"
-            )
+            compare(phones, args.space, limit, folder, None)
+            compare(phones, args.space, limit, folder, 0)
             cut_run(phones, args.space, limit, str(folder / "cut.sqlite"), "SQLite")
             if not args.no_postgres:
                 sys.path.insert(0, str(ROOT / "tests"))
@@ -192,7 +211,10 @@ def main() -> None:
                 with postgres_server() as server:
                     url = server.database("fleet")
                     together = timed(files_of(phones), args.space, limit, url)
-                    print(f"[PostgreSQL] three phones concurrently: {together:.1f} s ({load()})")
+                    print(
+                        f"[PostgreSQL] three phones concurrently: {together:.1f} s ({work(url)}; "
+                        f"{load()})"
+                    )
                     cut_run(phones, args.space, limit, server.database("cut"), "PostgreSQL")
         finally:
             for phone in phones:

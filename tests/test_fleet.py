@@ -102,6 +102,7 @@ def test_a_phone_cut_mid_run_stops_alone_and_a_rerun_resumes_it(tmp_path, store_
         for device, keys in kept.items():  # nothing finished was measured again
             assert all(after[device][k] == t for k, t in keys.items())
         assert f"resuming: {len(kept['phone1'])} of {LIMIT} ops already stored" in second.stdout
+        assert "phone0, phone1, phone2 are emulated phones" in " ".join(second.stdout.split())
     finally:
         for phone in phones:
             phone.stop()

@@ -24,6 +24,7 @@ from typing import Any
 
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
+from latkit.profilers.android import EMULATED_LABEL
 from latkit.profilers.session import ProfileSummary
 from latkit.reporting import Advance, Level, Reporter, SilentReporter
 from latkit.spaces import SearchSpace
@@ -203,6 +204,13 @@ def profile_fleet(
     finally:
         _stop(list(workers.values()), interrupted)
     outcomes = [ended[c.name] for c in configs]
+    emulated = [o.device for o in outcomes if o.summary and o.summary.label == EMULATED_LABEL]
+    if len(emulated) > 1:
+        reporter.note(
+            f"{', '.join(emulated)} are emulated phones: their host-CPU numbers were taken at "
+            "once on this host's cores, so each slowed the others down",
+            "warning",
+        )
     return FleetResult(outcomes, time.perf_counter() - started)
 
 

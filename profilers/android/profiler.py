@@ -43,6 +43,7 @@ from pathlib import Path
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
+from latkit.profilers.android import EMULATED_LABEL
 from latkit.profilers.android.connection import AdbError, Connection, connect
 from latkit.profilers.android.device import (
     ABI_MACHINES,
@@ -59,7 +60,6 @@ from latkit.records import Environment, Stats, arch_id
 from latkit.spaces import Network
 
 BENCHMARK = "benchmark_model"
-EMULATED_LABEL = "emulated phone: host-CPU numbers"
 #: benchmark_model flags per `delegate`
 DELEGATE_FLAGS: dict[str, tuple[str, ...]] = {
     "cpu": ("--use_xnnpack=true",),
