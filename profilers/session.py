@@ -81,13 +81,6 @@ def profile_ops(
     def commit(result: MeasuredOp) -> None:
         store.add(device.name, result.op, result.stats, env, temperature_c=result.temperature_c)
         finished.append(result)
-        if result.stats.unstable and result.op is not None:
-            reporter.note(
-                f"{result.op.key}: rounds still disagree after {result.stats.attempts} attempts "
-                f"(CV {result.stats.cv:.1%} > max_cv {profiler.plan.max_cv:.1%}); stored and "
-                "flagged unstable",
-                "warning",
-            )
 
     profiler.measure(todo, commit, advance)
     return ProfileSummary(

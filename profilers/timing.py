@@ -12,9 +12,10 @@ clock; a phone's benchmark_model returns a summary per run. `interleave` only sc
 pools them and decides retries.
 
 Clocks are explicit about synchronisation: a clock synchronises the device before every host-clock
-read, so asynchronous runtimes (CUDA) are timed for execution, not for launch. Ops shorter than
-`min_block_ms` are called in blocks between two clock reads, as `torch.utils.benchmark` does, so
-the clock's own cost and resolution vanish in the block; the per-call time is derived.
+read, so asynchronous runtimes (CUDA) are timed for execution, not for launch. Microsecond ops (a
+call under a tenth of `min_block_ms`) are called in blocks between two clock reads, each lasting at
+least `min_block_ms`, as `torch.utils.benchmark` does, so the clock's own cost and resolution
+vanish in the block; the per-call time is derived.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from latkit.records import Stats
 MAX_BLOCK = 10_000
 #: ops faster than this share of `min_block_ms` are timed in blocks
 BLOCK_BELOW = 0.1
+#: warm single calls timed, at least, to tell a microsecond op from a longer one
+SIZING_CALLS = 3
 
 
 class Pooled(Protocol):
@@ -212,18 +215,21 @@ def time_block(run: Runner, clock: Clock, calls: int) -> float:
     return clock.stop(token)
 
 
-def block_size(run: Runner, clock: Clock, min_block_ms: float) -> int:
+def block_size(
+    run: Runner, clock: Clock, min_block_ms: float, single_ms: float | None = None
+) -> int:
     """Calls per clock read: 1 for an op whose call takes at least a tenth of `min_block_ms`
     (a clock read, about a microsecond, is then under 1% of it); for faster, microsecond ops, a
     block sized so one read covers at least `min_block_ms`, found by timing growing blocks as
     `torch.utils.benchmark` does. Longer blocks than needed would only collect more preemptions
-    on a shared machine."""
+    on a shared machine. `single_ms`: one warm call's time, when already known."""
     if min_block_ms <= 0:
         return 1
-    single = min(time_block(run, clock, 1) for _ in range(3))
-    if single >= BLOCK_BELOW * min_block_ms:
+    if single_ms is None:
+        single_ms = min(time_block(run, clock, 1) for _ in range(SIZING_CALLS))
+    if single_ms >= BLOCK_BELOW * min_block_ms:
         return 1
-    calls = max(2, math.ceil(1.2 * min_block_ms / max(single, 1e-6)))
+    calls = max(2, math.ceil(1.2 * min_block_ms / max(single_ms, 1e-6)))
     while calls < MAX_BLOCK:
         elapsed = time_block(run, clock, calls)
         if elapsed >= min_block_ms:
@@ -245,9 +251,9 @@ def time_round(
 
 
 class HostSampler:
-    """Takes rounds of one loaded op on this host. Its first round runs the op once untimed
-    (lazy initialisation), then fixes the block size, which every later round keeps so all its
-    samples are alike."""
+    """Takes rounds of one loaded op on this host. Its first round times its warm-up calls one
+    by one (the first call, with lazy initialisation, aside) to fix the block size, which every
+    later round keeps so that all its samples are alike; a blocked op then warms up in blocks."""
 
     def __init__(self, run: Runner, clock: Clock, plan: Timing) -> None:
         self.run, self.clock, self.plan = run, clock, plan
@@ -255,8 +261,10 @@ class HostSampler:
 
     def __call__(self, warmup: int) -> tuple[float, ...]:
         if self.block is None:
-            self.run()
-            self.block = block_size(self.run, self.clock, self.plan.min_block_ms)
+            calls = 1 + max(warmup, SIZING_CALLS)
+            singles = [time_block(self.run, self.clock, 1) for _ in range(calls)]
+            self.block = block_size(self.run, self.clock, self.plan.min_block_ms, min(singles[1:]))
+            warmup = warmup if self.block > 1 else 0  # one call per sample: warm already
         return time_round(self.run, self.clock, warmup, self.plan.runs, self.block)
 
     def pool(self, rounds: Sequence[tuple[float, ...]]) -> Measurement:

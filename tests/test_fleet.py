@@ -164,3 +164,46 @@ def test_fleets_that_cannot_run_are_refused_before_anything_starts(tmp_path):
         check_fleet([one, other], keep_files=True)
     (warning,) = check_fleet([one, other])
     assert "same, other all run on this host" in warning
+
+
+def test_devices_shows_which_device_files_reach_which_phone(tmp_path):
+    from android_support import free_port
+    from typer.testing import CliRunner
+
+    from latkit.cli import app
+
+    with EmulatedPhone() as phone:
+        files = tmp_path / "configs"
+        files.mkdir()
+        phone_file(files / "mine.yaml", phone.port, name="mine")
+        phone_file(files / "elsewhere.yaml", free_port(), name="elsewhere")
+        write_device(files / "cpu.yaml")  # not a phone: not listed
+        address = f"127.0.0.1:{phone.port}"
+        result = CliRunner().invoke(
+            app,
+            ["devices", "--no-usb", "--adb-server", f"127.0.0.1:{free_port()}", "--tcp", address]
+            + ["--device-files", str(files)],
+            env={"COLUMNS": "200"},
+        )
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if address in line)
+    assert "mine.yaml" in row and "elsewhere.yaml" not in row and "host-CPU numbers" in row
+    unmatched = result.output.split("reach none of these phones:")[1]
+    assert "elsewhere.yaml (tcp 127.0.0.1:" in unmatched and "mine.yaml" not in unmatched
+    assert "cpu.yaml" not in result.output
+
+
+def test_device_file_matching_by_transport_and_serial():
+    from latkit.devices import AndroidSettings
+    from latkit.workflows.discovery import PhoneRow, reaches
+
+    usb = PhoneRow("2A24", "usb", "device", "Pixel 7")
+    held = PhoneRow("2A24", "adb-server (usb)", "device", "Pixel 7")
+    wifi = PhoneRow("10.0.0.5:5555", "tcp", "device", "Pixel 7")
+    assert reaches(AndroidSettings(transport="usb"), usb)  # no serial: any USB phone
+    assert reaches(AndroidSettings(transport="usb"), held)
+    assert not reaches(AndroidSettings(transport="usb"), wifi)
+    assert not reaches(AndroidSettings(transport="usb", serial="OTHER"), usb)
+    assert reaches(AndroidSettings(transport="adb-server", serial="2A24"), held)
+    assert reaches(AndroidSettings(transport="tcp", host="10.0.0.5", port=5555), wifi)
+    assert not reaches(AndroidSettings(transport="tcp", host="10.0.0.5", port=5556), wifi)

@@ -65,9 +65,9 @@ def test_first_round_warms_up_fully_later_rounds_rewarm_and_ops_interleave():
     plan = Timing(warmup=4, rewarm=1, runs=2, rounds=3, max_cv=1.0)
     measure_interleaved([dev.launch("a"), dev.launch("b")], clock, plan)
     order = [e for e in dev.log if e.startswith("run")]
-    # round 1: one untimed first call, three single calls sizing the block (1 ms: one call per
-    # clock read), 4 warm-up calls, 2 timed; later rounds: 1 re-warm call, 2 timed; a, b alternate
-    first, later = 1 + 3 + 4 + 2, 1 + 2
+    # round 1: the first call and 4 warm-up calls, each timed to size the block (1 ms: one call
+    # per clock read), then 2 timed; later rounds: 1 re-warm call, 2 timed; a and b alternate
+    first, later = 1 + 4 + 2, 1 + 2
     assert (
         order == ["run:a"] * first + ["run:b"] * first + (["run:a"] * later + ["run:b"] * later) * 2
     )
@@ -123,13 +123,13 @@ def _scripted(durations_ms, state):
 
 def test_retries_pool_rounds_and_a_still_unstable_op_is_flagged():
     state = {"t": 0.0, "calls": 0}
-    # one untimed first call, then one timed call per round: a burst in the first attempt's
-    # rounds, then stable rounds; pooling keeps the burst, so the op stays unstable
-    run = _scripted([9, 1, 5, 25] + [2] * 6, state)
+    # four sizing calls (the plan has no warm-up), then one timed call per round: a burst in the
+    # first attempt's rounds, then stable rounds; pooling keeps the burst, so it stays unstable
+    run = _scripted([9, 9, 9, 9, 1, 5, 25] + [2] * 6, state)
     clock = HostClock(now=lambda: state["t"])
     plan = Timing(warmup=0, rewarm=0, runs=1, rounds=3, max_cv=0.05, max_retries=2, min_block_ms=0)
     (outcome,) = measure_interleaved([run], clock, plan)
-    assert state["calls"] == 10
+    assert state["calls"] == 13
     timed = [r for (r,) in outcome.measurement.rounds]
     assert timed == pytest.approx([1.0, 5.0, 25.0] + [2.0] * 6)
     stats = outcome.stats()
@@ -140,7 +140,7 @@ def test_retries_pool_rounds_and_a_still_unstable_op_is_flagged():
 
 def test_an_op_that_settles_on_retry_is_not_flagged():
     state = {"t": 0.0, "calls": 0}
-    run = _scripted([9, 2.0, 2.6, 2.0] + [2.0] * 3, state)
+    run = _scripted([9, 9, 9, 9, 2.0, 2.6, 2.0] + [2.0] * 3, state)
     clock = HostClock(now=lambda: state["t"])
     plan = Timing(warmup=0, rewarm=0, runs=1, rounds=3, max_cv=0.15, max_retries=2, min_block_ms=0)
     (outcome,) = measure_interleaved([run], clock, plan)
