@@ -41,15 +41,21 @@ class _Strict(BaseModel):
 
 
 class Timing(_Strict):
-    """How every op is timed: `warmup` untimed and `runs` timed calls per round, `rounds` rounds
-    interleaved across ops, up to `max_retries` re-measures of an op whose rounds' CV exceeds
-    `max_cv`."""
+    """How every op is timed: `warmup` untimed and `runs` timed samples in an op's first round,
+    `rewarm` untimed samples before each later one (the op stays loaded, only caches need
+    refilling), `rounds` rounds interleaved across ops, and up to `max_retries` times `rounds` more
+    rounds for an op whose rounds' CV exceeds `max_cv`. A sample is one call, or, for microsecond
+    ops (a call under a tenth of `min_block_ms`), a block of calls lasting at least `min_block_ms`
+    (0: always one call). The plan is part of every row's environment fingerprint, so rows timed
+    differently never mix."""
 
     warmup: int = Field(10, ge=0)
     runs: int = Field(50, ge=1)
     rounds: int = Field(3, ge=1)
     max_cv: float = Field(0.05, gt=0)
     max_retries: int = Field(2, ge=0)
+    rewarm: int = Field(3, ge=0)
+    min_block_ms: float = Field(1.0, ge=0)
 
 
 class AndroidSettings(_Strict):

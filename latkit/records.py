@@ -25,13 +25,20 @@ STAT_FIELDS = (
     "p90_ms",
     "cv",
     "runs",
+    "block",
+    "exact",
+    "attempts",
+    "unstable",
 )
+#: the statistics stored as 0/1 integers (the same column type in SQLite and PostgreSQL)
+FLAG_FIELDS = ("exact", "unstable")
 
 
 @dataclass(frozen=True)
 class Environment:
-    """Where a number was measured. The fingerprint (`env_id`) covers what changes latency:
-    `extra` is part of it, `info` (clocks, temperatures, serials) is recorded but not keyed."""
+    """Where and how a number was measured. The fingerprint (`env_id`) covers what changes the
+    number: `extra` and the timing plan (`timing`) are part of it, `info` (clocks, temperatures,
+    serials) is recorded but not keyed. Imported rows have no timing plan."""
 
     runtime: str
     runtime_version: str
@@ -41,23 +48,27 @@ class Environment:
     device_model: str = ""
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     info: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    timing: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def env_id(self) -> str:
-        payload = json.dumps(
-            [
-                self.runtime,
-                self.runtime_version,
-                self.threads,
-                self.batch,
-                self.host,
-                self.device_model,
-                sorted(self.extra.items()),
-            ],
-            sort_keys=True,
-            default=str,
-        )
+        fields: list[Any] = [
+            self.runtime,
+            self.runtime_version,
+            self.threads,
+            self.batch,
+            self.host,
+            self.device_model,
+            sorted(self.extra.items()),
+        ]
+        if self.timing:  # absent for imported rows, whose fingerprints stay as they were
+            fields.append(sorted(self.timing.items()))
+        payload = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def timed_with(self, plan: dict[str, Any]) -> Environment:
+        """This environment with the timing plan its numbers were taken with."""
+        return dataclasses.replace(self, timing=dict(plan))
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -69,12 +80,22 @@ class Environment:
             "device_model": self.device_model,
             "env_id": self.env_id,
             "env_json": json.dumps({**self.extra, **self.info}, sort_keys=True, default=str),
+            "timing": json.dumps(self.timing, sort_keys=True) if self.timing else None,
         }
 
 
 @dataclass(frozen=True)
 class Stats:
-    """The summary statistics every row carries, whatever produced them."""
+    """The summary statistics every row carries, and what they were computed from.
+
+    `exact` rows come from raw per-sample times: p10/p90 are empirical percentiles and `cv` is
+    the spread of the rounds' medians. Other rows were derived from summaries (benchmark_model's
+    per-run count/avg/std/min/max, an imported table's mean/std): statistics a summary cannot
+    give are NaN, and `cv` is the spread of the rounds' averages. `runs` counts timed samples,
+    each a block of `block` calls whose per-call time is reported. `attempts` is how many times
+    the op was measured (retries pool their rounds); `unstable` marks a `cv` still above the
+    plan's `max_cv` after every retry.
+    """
 
     median_ms: float
     mean_ms: float
@@ -85,9 +106,29 @@ class Stats:
     p90_ms: float
     cv: float
     runs: int
+    block: int = 1
+    exact: bool = False
+    attempts: int = 1
+    unstable: bool = False
 
     def columns(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        row = dataclasses.asdict(self)
+        for name in FLAG_FIELDS:
+            row[name] = int(row[name])
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Stats:
+        """Statistics read back from a store row (NULL reads as NaN, flags as booleans)."""
+        values = {name: row.get(name) for name in STAT_FIELDS}
+        for name in STAT_FIELDS[:8]:
+            values[name] = float("nan") if values[name] is None else float(values[name])
+        values["runs"] = int(values["runs"] or 0)
+        values["block"] = int(values["block"] or 1)
+        values["attempts"] = int(values["attempts"] or 1)
+        for name in FLAG_FIELDS:
+            values[name] = bool(values[name])
+        return cls(**values)
 
 
 def arch_id(ops: Iterable[OpSpec]) -> str:

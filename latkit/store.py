@@ -1,83 +1,316 @@
-"""The measurement store: one SQLite file, one transaction per measured op, resumable.
+"""The measurement store: one transaction per measured op, resumable, on SQLite or PostgreSQL.
 
-Rows are keyed by device name + op key + environment fingerprint, so re-running a profile skips
-what is already there, and nothing is ever stored twice. Whole-network timings (for validation
-and for fitting from networks) live in their own table with the same keying.
+Rows are keyed by device name + op key + environment fingerprint (which includes the timing
+plan), so re-running a profile skips what is already there, and nothing is ever stored twice.
+Whole-network timings (for validation and for fitting from networks) live in their own table with
+the same keying.
+
+`--db` is a file path (SQLite, the embedded default) or a `postgresql://user@host/db` URL, so
+several profiling hosts can write into one server database and `fit` can read from it. Both hold
+the same schema and keep the same guarantees: one transaction per op, and an upsert on the key, so
+concurrent writers and reruns never duplicate a row.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.ops import OP_FIELDS, OpSpec
-from latkit.records import STAT_FIELDS, Environment, Stats, arch_id
+from latkit.records import FLAG_FIELDS, STAT_FIELDS, Environment, Stats, arch_id
 
-SCHEMA_VERSION = 1
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
-    name TEXT PRIMARY KEY, kind TEXT, runtime TEXT, config_json TEXT, source TEXT
-);
-CREATE TABLE IF NOT EXISTS measurements (
-    device TEXT NOT NULL, key TEXT NOT NULL, env_id TEXT NOT NULL,
-    type TEXT, input_hw INTEGER, cin INTEGER, cout INTEGER, stride INTEGER, kernel INTEGER,
-    expand REAL, groups INTEGER, se INTEGER, act TEXT, skip INTEGER, batch INTEGER,
-    {", ".join(f"{s} REAL" for s in STAT_FIELDS)},
-    runtime TEXT, runtime_version TEXT, threads INTEGER, host TEXT, device_model TEXT,
-    temperature_c REAL, env_json TEXT, origin TEXT, measured_at REAL,
-    PRIMARY KEY (device, key, env_id)
-);
-CREATE TABLE IF NOT EXISTS networks (
-    device TEXT NOT NULL, arch_id TEXT NOT NULL, env_id TEXT NOT NULL, name TEXT,
-    ops_json TEXT NOT NULL,
-    {", ".join(f"{s} REAL" for s in STAT_FIELDS)},
-    runtime TEXT, runtime_version TEXT, threads INTEGER, batch INTEGER, host TEXT,
-    device_model TEXT, temperature_c REAL, env_json TEXT, origin TEXT, measured_at REAL,
-    PRIMARY KEY (device, arch_id, env_id)
-);
-"""
+SCHEMA_VERSION = 2
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+REAL = "DOUBLE PRECISION"  # 8-byte floats in both back ends (PostgreSQL's REAL has 4 bytes)
+_OP_COLUMNS = [
+    ("type", "TEXT"),
+    ("input_hw", "INTEGER"),
+    ("cin", "INTEGER"),
+    ("cout", "INTEGER"),
+    ("stride", "INTEGER"),
+    ("kernel", "INTEGER"),
+    ("expand", REAL),
+    ("groups", "INTEGER"),
+    ("se", "INTEGER"),
+    ("act", "TEXT"),
+    ("skip", "INTEGER"),
+    ("batch", "INTEGER"),
+]
+_STAT_COLUMNS = [(name, REAL) for name in STAT_FIELDS[:8]] + [
+    (name, "INTEGER") for name in STAT_FIELDS[8:]
+]
+_ENV_COLUMNS = [
+    ("runtime", "TEXT"),
+    ("runtime_version", "TEXT"),
+    ("threads", "INTEGER"),
+    ("host", "TEXT"),
+    ("device_model", "TEXT"),
+    ("temperature_c", REAL),
+    ("env_json", "TEXT"),
+    ("timing", "TEXT"),
+    ("origin", "TEXT"),
+    ("measured_at", REAL),
+]
+TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "devices": (
+        [
+            ("name", "TEXT NOT NULL"),
+            ("kind", "TEXT"),
+            ("runtime", "TEXT"),
+            ("config_json", "TEXT"),
+            ("source", "TEXT"),
+        ],
+        ("name",),
+    ),
+    "measurements": (
+        [("device", "TEXT NOT NULL"), ("key", "TEXT NOT NULL"), ("env_id", "TEXT NOT NULL")]
+        + _OP_COLUMNS
+        + _STAT_COLUMNS
+        + _ENV_COLUMNS,
+        ("device", "key", "env_id"),
+    ),
+    "networks": (
+        [
+            ("device", "TEXT NOT NULL"),
+            ("arch_id", "TEXT NOT NULL"),
+            ("env_id", "TEXT NOT NULL"),
+            ("name", "TEXT"),
+            ("ops_json", "TEXT NOT NULL"),
+            ("batch", "INTEGER"),
+        ]
+        + _STAT_COLUMNS
+        + _ENV_COLUMNS,
+        ("device", "arch_id", "env_id"),
+    ),
+}
+#: what version 1 stores lack; their rows say what they were timed from where that is known
+_V1_EXACT = (
+    "UPDATE {table} SET block = 1, exact = CASE WHEN runtime = 'imported' OR "
+    "substr(runtime_version, 1, 15) = 'benchmark_model' THEN 0 ELSE 1 END"
+)
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether `--db` names a PostgreSQL database rather than a SQLite file."""
+    return str(location).startswith(URL_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str], update: str = "") -> str:
+    """INSERT ... ON CONFLICT DO UPDATE, the upsert both back ends speak."""
+    sets = update or ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+    )
+
+
+class _Cursor(Protocol):
+    description: Any
+    rowcount: int
+
+    def fetchall(self) -> list[Sequence[Any]]: ...
+
+    def fetchone(self) -> Sequence[Any] | None: ...
+
+
+class _Backend(Protocol):
+    """What the store needs from a database: statements with `?` placeholders, transactions."""
+
+    errors: tuple[type[BaseException], ...]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor: ...
+
+    def transaction(self) -> Any: ...
+
+    def has_table(self, name: str) -> bool: ...
+
+    def lock_schema(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _SQLite:
+    """A local file; WAL lets readers and several writer processes share it. A file this
+    process may not write (a colleague's store, a read-only mount) opens as a snapshot to read:
+    WAL needs a writable folder even for reading, and every write then fails in one line."""
+
+    errors = (sqlite3.Error,)
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if not path.exists() or _writable(path) and _writable(path.parent):
+                raise
+            self.conn.close()
+            uri = path.resolve().as_uri() + "?immutable=1"
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        self.conn.execute("PRAGMA synchronous=FULL")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, tuple(params))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.conn.execute(sql, (name,)).fetchone() is not None
+
+    def lock_schema(self) -> None:
+        """BEGIN IMMEDIATE already holds the only write lock."""
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Postgres:
+    """A server database through psycopg 3: one connection, autocommit outside transactions."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise LatkitError(
+                f"--db {redact(url)}: PostgreSQL stores need the psycopg package; "
+                "install it with pip install 'latkit[postgres]'"
+            ) from None
+        self.psycopg = psycopg
+        self.errors = (psycopg.Error,)
+        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(sql.replace("?", "%s"), tuple(params))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def has_table(self, name: str) -> bool:
+        row = self.conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def lock_schema(self) -> None:
+        """Serialise schema creation between hosts starting at once (held until commit)."""
+        self.conn.execute("SELECT pg_advisory_xact_lock(7204185)")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class MeasurementStore:
-    """SQLite-backed rows of measured ops and networks. Cheap to open; safe to kill at any time."""
+    """Rows of measured ops and networks in SQLite (a path) or PostgreSQL (a URL). Cheap to open;
+    safe to kill at any time."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.location = str(path)
+        #: what messages call the store: the file, or the URL without its password
+        self.path: Path | str = redact(self.location) if is_url(path) else Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            with self.transaction() as conn:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-                row = conn.execute("SELECT version FROM schema_version").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                elif row[0] != SCHEMA_VERSION:
-                    raise LatkitError(
-                        f"{self.path}: store schema version {row[0]}, this latkit reads "
-                        f"{SCHEMA_VERSION}; use a new --db path"
-                    )
-        except (sqlite3.Error, OSError) as exc:
+            self._db: _Backend = _Postgres(self.location) if is_url(path) else _SQLite(Path(path))
+        except LatkitError:
+            raise
+        except Exception as exc:  # sqlite3/psycopg/OS errors: one line naming the store
             raise LatkitError(
-                f"{self.path}: cannot open the measurement store for writing ({exc}); "
+                f"{self.path}: cannot open the measurement store ({_one_line(exc)}); "
+                "choose a writable path or a reachable database with --db"
+            ) from None
+        try:
+            self._ensure_schema()
+        except LatkitError:
+            self._db.close()
+            raise
+        except (*self._db.errors, OSError) as exc:
+            self._db.close()
+            raise LatkitError(
+                f"{self.path}: cannot open the measurement store for writing ({_one_line(exc)}); "
                 "choose a writable path with --db"
             ) from None
 
+    @property
+    def is_file(self) -> bool:
+        """Whether the store is a local SQLite file (its folder can hold raw tool output)."""
+        return isinstance(self.path, Path)
+
+    def _version(self) -> int | None:
+        if not self._db.has_table("schema_version"):
+            return None
+        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        return None if row is None else int(row[0])
+
+    def _ensure_schema(self) -> None:
+        """Create the tables, or bring a version 1 store up to date; a store that is already
+        current is only read, so a read-only store opens for reading."""
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._db.transaction():
+            self._db.lock_schema()
+            version = self._version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise LatkitError(
+                    f"{self.path}: store schema version {version}, this latkit reads "
+                    f"{SCHEMA_VERSION}; use a new --db path or upgrade latkit"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            for table, (columns, key) in TABLES.items():
+                body = ", ".join(f"{name} {kind}" for name, kind in columns)
+                self._db.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(key)}))"
+                )
+                present = {
+                    d[0] for d in self._db.execute(f"SELECT * FROM {table} LIMIT 0").description
+                }
+                for name, kind in columns:
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                if version == 1 and table != "devices":
+                    self._db.execute(_V1_EXACT.format(table=table))
+            self._db.execute("DELETE FROM schema_version")
+            self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> MeasurementStore:
         return self
@@ -85,22 +318,38 @@ class MeasurementStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[Sequence]]:
+        """(column names, rows) of a read; a database failure is one line naming the store."""
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            cursor = self._db.execute(sql, params)
+            return [d[0] for d in cursor.description], cursor.fetchall()
+        except self._db.errors as exc:
+            raise LatkitError(
+                f"{self.path}: cannot read the measurement store ({_one_line(exc)})"
+            ) from None
 
-    def _write(self, sql: str, params: Any) -> None:
+    def _frame(self, table: str, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """A read of `table` as a DataFrame: floating columns as floats (NULL = NaN), 0/1 flags
+        as booleans (unknown stays missing)."""
+        columns, rows = self._query(sql, params)
+        frame = pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns)
+        for name, kind in TABLES[table][0]:
+            if kind == REAL and name in frame:
+                frame[name] = frame[name].astype(float)
+        for name in FLAG_FIELDS:
+            if name in frame:
+                frame[name] = frame[name].astype("Int64").astype("boolean")
+        return frame
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; returns the rows it touched."""
         try:
-            with self.transaction() as conn:
-                conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise LatkitError(f"{self.path}: cannot write the measurement store ({exc})") from None
+            with self._db.transaction():
+                return self._db.execute(sql, params).rowcount
+        except self._db.errors as exc:
+            raise LatkitError(
+                f"{self.path}: cannot write the measurement store ({_one_line(exc)})"
+            ) from None
 
     # --- devices --------------------------------------------------------------------------------
 
@@ -112,24 +361,23 @@ class MeasurementStore:
         else:
             name, kind, runtime = device.name, device.kind, device.runtime
             config, source = device.model_dump(mode="json"), device.source
+        columns = ("name", "kind", "runtime", "config_json", "source")
+        keep = ", ".join(f"{c} = COALESCE(excluded.{c}, devices.{c})" for c in columns[1:])
         self._write(
-            "INSERT INTO devices VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-            "kind=COALESCE(excluded.kind, kind), runtime=COALESCE(excluded.runtime, runtime), "
-            "config_json=COALESCE(excluded.config_json, config_json), "
-            "source=COALESCE(excluded.source, source)",
+            _upsert("devices", columns, ("name",), keep),
             (name, kind, runtime, json.dumps(config) if config else None, source),
         )
 
     def device(self, name: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT * FROM devices WHERE name=?", (name,)).fetchone()
-        if row is None:
+        columns, rows = self._query("SELECT * FROM devices WHERE name = ?", (name,))
+        if not rows:
             return None
-        out = dict(row)
+        out = dict(zip(columns, rows[0]))
         out["config"] = json.loads(out.pop("config_json")) if out["config_json"] else None
         return out
 
     def devices(self) -> list[str]:
-        return [r[0] for r in self._conn.execute("SELECT name FROM devices ORDER BY name")]
+        return [r[0] for r in self._query("SELECT name FROM devices ORDER BY name")[1]]
 
     # --- ops ------------------------------------------------------------------------------------
 
@@ -154,38 +402,35 @@ class MeasurementStore:
             "measured_at": time.time(),
         }
         row["batch"] = op.batch
-        cols = ", ".join(row)
-        self._write(
-            f"INSERT OR REPLACE INTO measurements ({cols}) VALUES ({', '.join('?' * len(row))})",
-            tuple(row.values()),
-        )
+        row["se"], row["skip"] = int(op.se), int(op.skip)
+        key = TABLES["measurements"][1]
+        self._write(_upsert("measurements", list(row), key), list(row.values()))
 
     def measured_keys(self, device: str, env_id: str | None = None) -> set[str]:
-        sql, params = "SELECT key FROM measurements WHERE device=?", [device]
+        sql, params = "SELECT key FROM measurements WHERE device = ?", [device]
         if env_id is not None:
-            sql += " AND env_id=?"
+            sql += " AND env_id = ?"
             params.append(env_id)
-        return {r[0] for r in self._conn.execute(sql, params)}
+        return {r[0] for r in self._query(sql, params)[1]}
 
     def delete(self, device: str, env_id: str | None = None) -> int:
-        sql, params = "DELETE FROM measurements WHERE device=?", [device]
+        sql, params = "DELETE FROM measurements WHERE device = ?", [device]
         if env_id is not None:
-            sql += " AND env_id=?"
+            sql += " AND env_id = ?"
             params.append(env_id)
-        with self.transaction() as conn:
-            return conn.execute(sql, params).rowcount
+        return self._write(sql, params)
 
     def dataframe(self, device: str | None = None, env_id: str | None = None) -> pd.DataFrame:
         """All op rows (optionally of one device / environment) with the CSV's column names."""
         where, params = [], []
         if device is not None:
-            where.append("device=?")
+            where.append("device = ?")
             params.append(device)
         if env_id is not None:
-            where.append("env_id=?")
+            where.append("env_id = ?")
             params.append(env_id)
         sql = "SELECT * FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
-        frame = pd.read_sql_query(sql + " ORDER BY measured_at", self._conn, params=params)
+        frame = self._frame("measurements", sql + " ORDER BY measured_at", params)
         for col in ("se", "skip"):
             frame[col] = frame[col].astype(bool)
         front = ["key", *OP_FIELDS, *STAT_FIELDS]
@@ -214,26 +459,23 @@ class MeasurementStore:
             "origin": origin,
             "measured_at": time.time(),
         }
-        cols = ", ".join(row)
-        self._write(
-            f"INSERT OR REPLACE INTO networks ({cols}) VALUES ({', '.join('?' * len(row))})",
-            tuple(row.values()),
-        )
+        key = TABLES["networks"][1]
+        self._write(_upsert("networks", list(row), key), list(row.values()))
 
     def network_stats(self, device: str, ops: tuple[OpSpec, ...], env_id: str) -> Stats | None:
-        row = self._conn.execute(
-            f"SELECT {', '.join(STAT_FIELDS)} FROM networks WHERE device=? AND arch_id=? "
-            "AND env_id=?",
+        columns, rows = self._query(
+            f"SELECT {', '.join(STAT_FIELDS)} FROM networks WHERE device = ? AND arch_id = ? "
+            "AND env_id = ?",
             (device, arch_id(ops), env_id),
-        ).fetchone()
-        return Stats(**dict(row)) if row else None
+        )
+        return Stats.from_row(dict(zip(columns, rows[0]))) if rows else None
 
     def networks(self, device: str | None = None) -> pd.DataFrame:
         sql, params = "SELECT * FROM networks", []
         if device is not None:
-            sql += " WHERE device=?"
+            sql += " WHERE device = ?"
             params.append(device)
-        return pd.read_sql_query(sql + " ORDER BY measured_at", self._conn, params=params)
+        return self._frame("networks", sql + " ORDER BY measured_at", params)
 
 
 def read_measurements(db: str | Path, device: str | None = None) -> pd.DataFrame:

@@ -58,7 +58,7 @@ def predictor_path(device_name: str, data_dir: Path = DATA_DIR) -> Path:
     return Path(data_dir) / device_name / "predictor.json"
 
 
-def _profile_hint(device_name: str, device_file: str | None) -> str:
+def _profile_hint(device_name: str, device_file: str | None = None) -> str:
     if device_file:
         return device_file
     guess = Path("device_configs") / f"{device_name}.yaml"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from latkit.devices import DeviceConfig
 from latkit.ops import OpSpec
-from latkit.profilers.timing import Clock, HostClock, Measurement, Runner, measure_interleaved
+from latkit.profilers.timing import Clock, HostClock, Outcome, Runner, measure_interleaved
 from latkit.records import Environment, Stats
 from latkit.reporting import Reporter, SilentReporter
 from latkit.spaces import Network
@@ -39,10 +39,10 @@ class MeasuredOp:
     temperature_c: float | None = None
 
     @classmethod
-    def from_measurement(
-        cls, op: OpSpec | None, m: Measurement, temperature_c: float | None = None
+    def from_outcome(
+        cls, op: OpSpec | None, outcome: Outcome, temperature_c: float | None = None
     ) -> MeasuredOp:
-        return cls(op, m.stats(), m.timed_s, temperature_c)
+        return cls(op, outcome.stats(), outcome.timed_s, temperature_c)
 
 
 @cache
@@ -70,8 +70,12 @@ class Profiler(ABC):
         self.plan = device.timing
 
     @abstractmethod
+    def runtime_environment(self) -> Environment:
+        """Runtime, version, threads, batch and host of this profiler."""
+
     def environment(self) -> Environment:
-        """Runtime, version, threads, batch and host: the fingerprint rows are keyed by."""
+        """The fingerprint rows are keyed by: the runtime's environment and the timing plan."""
+        return self.runtime_environment().timed_with(self.plan.model_dump())
 
     @abstractmethod
     def measure(
@@ -123,13 +127,13 @@ class LocalProfiler(Profiler):
         for start in range(0, len(ops), CHUNK):
             chunk = ops[start : start + CHUNK]
             runners = [self.load([op]) for op in chunk]
-            results = measure_interleaved(runners, self.clock, self.plan, on_op_round=tick)
-            for op, m in zip(chunk, results):
-                on_measured(MeasuredOp.from_measurement(op, m))
+            outcomes = measure_interleaved(runners, self.clock, self.plan, on_op_round=tick)
+            for op, outcome in zip(chunk, outcomes):
+                on_measured(MeasuredOp.from_outcome(op, outcome))
             del runners
 
     def measure_network(self, network: Network) -> MeasuredOp:
         """Time a whole network end to end with the same loop."""
         ops = self.prepare(network.ops)
-        (m,) = measure_interleaved([self.load(ops)], self.clock, self.plan)
-        return MeasuredOp.from_measurement(None, m)
+        (outcome,) = measure_interleaved([self.load(ops)], self.clock, self.plan)
+        return MeasuredOp.from_outcome(None, outcome)

@@ -74,7 +74,7 @@ class LiteRTProfiler(LocalProfiler):
                 "timings would be of the slow reference path. Reinstall ai-edge-litert"
             )
 
-    def environment(self) -> Environment:
+    def runtime_environment(self) -> Environment:
         return Environment(
             runtime="litert",
             runtime_version=self.version,

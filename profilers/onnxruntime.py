@@ -31,7 +31,7 @@ class OnnxRuntimeProfiler(LocalProfiler):
                 )
             self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
-    def environment(self) -> Environment:
+    def runtime_environment(self) -> Environment:
         return Environment(
             runtime="onnxruntime",
             runtime_version=ort.__version__,

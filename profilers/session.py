@@ -17,6 +17,9 @@ from latkit.store import MeasurementStore
 
 @dataclass(frozen=True)
 class ProfileSummary:
+    """What one profile of one device did: `unstable` lists the keys of ops measured now whose
+    rounds still disagreed by more than `max_cv` after every retry (stored, and flagged)."""
+
     device: str
     ops: int
     measured: int
@@ -25,12 +28,19 @@ class ProfileSummary:
     wall_s: float
     timed_s: float
     label: str = ""
+    unstable: tuple[str, ...] = ()
+    retried: int = 0
 
     def to_json(self) -> dict:
         return {
             "device": self.device,
+            "label": self.label,
             "ops": self.ops,
+            "measured": self.measured,
+            "skipped": self.skipped,
             "median_cv": self.median_cv,
+            "retried": self.retried,
+            "unstable": list(self.unstable),
             "wall_s": self.wall_s,
             "timed_s": self.timed_s,
         }
@@ -49,7 +59,8 @@ def profile_ops(
 
     Each finished op is committed in its own transaction before the next is reported, so an
     interruption at any point loses at most the chunk in flight and never duplicates a row.
-    Progress goes to `reporter` (default: the profiler's), as one task of `description`.
+    Progress goes to `reporter` (default: the profiler's), as one task of `description` (default:
+    the device's name and what its numbers are, e.g. an emulated phone's host-CPU numbers).
     """
     started = time.perf_counter()
     device = profiler.device
@@ -63,7 +74,8 @@ def profile_ops(
     todo = [op for op in dict.fromkeys(ops) if op.key not in done]
     if len(todo) < len(ops):
         reporter.note(f"resuming: {len(ops) - len(todo)} of {len(ops)} ops already stored")
-    advance = reporter.task(description or f"profiling {device.name}", len(todo))
+    label = f" ({profiler.label})" if profiler.label else ""
+    advance = reporter.task(description or f"profiling {device.name}{label}", len(todo))
     finished: list[MeasuredOp] = []
 
     def commit(result: MeasuredOp) -> None:
@@ -80,6 +92,8 @@ def profile_ops(
         wall_s=time.perf_counter() - started,
         timed_s=sum(r.timed_s for r in finished),
         label=profiler.label,
+        unstable=tuple(r.op.key for r in finished if r.op is not None and r.stats.unstable),
+        retried=sum(r.stats.attempts > 1 for r in finished),
     )
 
 

@@ -1,31 +1,69 @@
 """The timing method every profiler shares.
 
-Warm up, then time `runs` calls per round. Ops are interleaved across `rounds` (round 1 of every op
-in a chunk, then round 2, ...), so drift and heat spread over all ops instead of landing on the
-last ones. An op whose round medians disagree by more than `max_cv` is measured again.
+Ops are interleaved across `rounds` (round 1 of every op in a chunk, then round 2, ...), so drift
+and heat spread over all ops instead of landing on the last ones. An op's first round warms it up
+fully (`warmup` samples); later rounds only re-warm (`rewarm` samples): the op stays loaded between
+rounds and only its caches need refilling. An op whose rounds disagree by more than `max_cv` gets
+`rounds` more rounds, pooled with the earlier ones (a minimum over redraws would bias the row
+low), at most `max_retries` times; one still above `max_cv` after that is flagged, not hidden.
+
+How one round is taken is the profiler's business: on a host, `HostSampler` times calls with a
+clock; a phone's benchmark_model returns a summary per run. `interleave` only schedules rounds,
+pools them and decides retries.
 
 Clocks are explicit about synchronisation: a clock synchronises the device before every host-clock
-read, so asynchronous runtimes (CUDA) are timed for execution, not for launch.
+read, so asynchronous runtimes (CUDA) are timed for execution, not for launch. Microsecond ops (a
+call under a tenth of `min_block_ms`) are called in blocks between two clock reads, each lasting at
+least `min_block_ms`, as `torch.utils.benchmark` does, so the clock's own cost and resolution
+vanish in the block; the per-call time is derived.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
 from latkit.devices import Timing
 from latkit.records import Stats
 
+#: the most calls one clock read covers (a 0.1 µs call reaches 1 ms at 10^4)
+MAX_BLOCK = 10_000
+#: ops faster than this share of `min_block_ms` are timed in blocks
+BLOCK_BELOW = 0.1
+#: warm single calls timed, at least, to tell a microsecond op from a longer one
+SIZING_CALLS = 3
+
+
+class Pooled(Protocol):
+    """The pooled rounds of one op, whatever one round holds."""
+
+    @property
+    def cv(self) -> float: ...
+
+    @property
+    def timed_s(self) -> float: ...
+
+    def stats(self) -> Stats: ...
+
+
+R = TypeVar("R")
+M = TypeVar("M", bound=Pooled)
+
 
 @dataclass(frozen=True)
 class Measurement:
-    """Raw per-run times (ms) of each round, and the statistics derived from them."""
+    """Raw per-call times (ms) of every timed sample, by round, and their exact statistics.
+
+    Each sample is one clock read around `block` calls; its value is the per-call time."""
 
     rounds: tuple[tuple[float, ...], ...]
+    block: int = 1
 
     @property
     def times(self) -> np.ndarray:
@@ -53,7 +91,8 @@ class Measurement:
 
     @property
     def timed_s(self) -> float:
-        return float(self.times.sum() / 1000)
+        """Seconds spent in timed calls."""
+        return float(self.times.sum() * self.block / 1000)
 
     def stats(self) -> Stats:
         t = self.times
@@ -67,11 +106,70 @@ class Measurement:
             p90_ms=float(np.percentile(t, 90)),
             cv=self.cv,
             runs=int(len(t)),
+            block=self.block,
+            exact=True,
         )
 
 
+@dataclass(frozen=True)
+class Outcome(Generic[M]):
+    """One op's pooled rounds, how many attempts they took, and whether they stayed unstable."""
+
+    measurement: M
+    attempts: int
+    unstable: bool
+
+    @property
+    def timed_s(self) -> float:
+        return self.measurement.timed_s
+
+    def stats(self) -> Stats:
+        return dataclasses.replace(
+            self.measurement.stats(), attempts=self.attempts, unstable=self.unstable
+        )
+
+
+def interleave(
+    takers: Sequence[Callable[[int], R]],
+    pool: Callable[[int, Sequence[R]], M],
+    plan: Timing,
+    *,
+    rewarm: int | None = None,
+    on_op_round: Callable[[int], None] | None = None,
+) -> list[Outcome[M]]:
+    """Take `plan.rounds` rounds of every op round-robin, and more rounds of unstable ones.
+
+    `takers[i](warmup)` takes one round of op `i` after `warmup` untimed samples: `plan.warmup`
+    for its first round, `rewarm` (default: the plan's, at most its warm-up) for later ones; a
+    runtime that reloads the op every round passes `rewarm=plan.warmup`. `pool(i, rounds)` turns
+    op `i`'s rounds into its measurement. `on_op_round(i)` is called after each of op `i`'s first
+    `plan.rounds` rounds, so progress adds up to one per op.
+    """
+    later = min(plan.rewarm, plan.warmup) if rewarm is None else rewarm
+    rounds: list[list[R]] = [[] for _ in takers]
+    attempts = [0] * len(takers)
+    pending = list(range(len(takers)))
+    for _ in range(plan.max_retries + 1):
+        for _ in range(plan.rounds):
+            for i in pending:
+                rounds[i].append(takers[i](later if rounds[i] else plan.warmup))
+                if on_op_round and attempts[i] == 0:
+                    on_op_round(i)
+        for i in pending:
+            attempts[i] += 1
+        pending = [i for i in pending if pool(i, rounds[i]).cv > plan.max_cv]
+        if not pending:
+            break
+    outcomes = []
+    for i, (taken, count) in enumerate(zip(rounds, attempts)):
+        measurement = pool(i, taken)
+        outcomes.append(Outcome(measurement, count, measurement.cv > plan.max_cv))
+    return outcomes
+
+
 class Clock(Protocol):
-    """Times one call. `start` and `stop` must leave the device idle before reading any clock."""
+    """Times a stretch of calls. `start` and `stop` must leave the device idle before reading
+    any clock."""
 
     def start(self) -> object: ...
 
@@ -109,17 +207,68 @@ class Runner(Protocol):
     def __call__(self) -> object: ...
 
 
-def time_round(run: Runner, clock: Clock, warmup: int, runs: int) -> tuple[float, ...]:
-    """Warm up, synchronise, then time `runs` calls one by one (ms each)."""
-    for _ in range(warmup):
+def time_block(run: Runner, clock: Clock, calls: int) -> float:
+    """Milliseconds for `calls` back-to-back calls, between two clock reads."""
+    token = clock.start()
+    for _ in range(calls):
+        run()
+    return clock.stop(token)
+
+
+def block_size(
+    run: Runner, clock: Clock, min_block_ms: float, single_ms: float | None = None
+) -> int:
+    """Calls per clock read: 1 for an op whose call takes at least a tenth of `min_block_ms`
+    (a clock read, about a microsecond, is then under 1% of it); for faster, microsecond ops, a
+    block sized so one read covers at least `min_block_ms`, found by timing growing blocks as
+    `torch.utils.benchmark` does. Longer blocks than needed would only collect more preemptions
+    on a shared machine. `single_ms`: one warm call's time, when already known."""
+    if min_block_ms <= 0:
+        return 1
+    if single_ms is None:
+        single_ms = min(time_block(run, clock, 1) for _ in range(SIZING_CALLS))
+    if single_ms >= BLOCK_BELOW * min_block_ms:
+        return 1
+    calls = max(2, math.ceil(1.2 * min_block_ms / max(single_ms, 1e-6)))
+    while calls < MAX_BLOCK:
+        elapsed = time_block(run, clock, calls)
+        if elapsed >= min_block_ms:
+            break
+        grow = math.ceil(calls * 1.2 * min_block_ms / max(elapsed, 1e-6))
+        calls = max(2 * calls, grow)
+    return min(calls, MAX_BLOCK)
+
+
+def time_round(
+    run: Runner, clock: Clock, warmup: int, runs: int, block: int = 1
+) -> tuple[float, ...]:
+    """Warm up (`warmup` samples), synchronise, then time `runs` samples of `block` calls each;
+    returns the per-call ms of each sample."""
+    for _ in range(warmup * block):
         run()
     clock.synchronize()
-    times = []
-    for _ in range(runs):
-        token = clock.start()
-        run()
-        times.append(clock.stop(token))
-    return tuple(times)
+    return tuple(time_block(run, clock, block) / block for _ in range(runs))
+
+
+class HostSampler:
+    """Takes rounds of one loaded op on this host. Its first round times its warm-up calls one
+    by one (the first call, with lazy initialisation, aside) to fix the block size, which every
+    later round keeps so that all its samples are alike; a blocked op then warms up in blocks."""
+
+    def __init__(self, run: Runner, clock: Clock, plan: Timing) -> None:
+        self.run, self.clock, self.plan = run, clock, plan
+        self.block: int | None = None
+
+    def __call__(self, warmup: int) -> tuple[float, ...]:
+        if self.block is None:
+            calls = 1 + max(warmup, SIZING_CALLS)
+            singles = [time_block(self.run, self.clock, 1) for _ in range(calls)]
+            self.block = block_size(self.run, self.clock, self.plan.min_block_ms, min(singles[1:]))
+            warmup = warmup if self.block > 1 else 0  # one call per sample: warm already
+        return time_round(self.run, self.clock, warmup, self.plan.runs, self.block)
+
+    def pool(self, rounds: Sequence[tuple[float, ...]]) -> Measurement:
+        return Measurement(tuple(rounds), self.block or 1)
 
 
 def measure_interleaved(
@@ -127,30 +276,12 @@ def measure_interleaved(
     clock: Clock,
     plan: Timing,
     on_op_round: Callable[[int], None] | None = None,
-) -> list[Measurement]:
-    """Time every runner for `plan.rounds` rounds, round-robin, and re-measure unstable ones.
-
-    A re-measured op gets `plan.rounds` fresh rounds, interleaved with the other unstable ops;
-    the rounds with the lowest CV are kept, so one noisy burst cannot poison the row.
-    `on_op_round(i)` is called after each round of runner `i`.
-    """
-    results = [Measurement(()) for _ in runners]
-    pending = list(range(len(runners)))
-    for attempt in range(plan.max_retries + 1):
-        fresh: dict[int, list[tuple[float, ...]]] = {i: [] for i in pending}
-        for _ in range(plan.rounds):
-            for i in pending:
-                fresh[i].append(time_round(runners[i], clock, plan.warmup, plan.runs))
-                if on_op_round:
-                    on_op_round(i)
-        for i in pending:
-            candidate = Measurement(tuple(fresh[i]))
-            if not results[i].rounds or candidate.cv < results[i].cv:
-                results[i] = candidate
-        pending = [i for i in pending if results[i].cv > plan.max_cv]
-        if not pending or attempt == plan.max_retries:
-            break
-    return results
+) -> list[Outcome[Measurement]]:
+    """Time every runner on this host with `interleave`."""
+    samplers = [HostSampler(run, clock, plan) for run in runners]
+    return interleave(
+        samplers, lambda i, rounds: samplers[i].pool(rounds), plan, on_op_round=on_op_round
+    )
 
 
 def chunks(items: Iterable, size: int) -> Iterable[list]:

@@ -69,7 +69,7 @@ class TorchProfiler(LocalProfiler):
     def clock(self) -> Clock:
         return CudaEventClock(self.torch_device) if self.gpu else HostClock()
 
-    def environment(self) -> Environment:
+    def runtime_environment(self) -> Environment:
         extra: dict[str, object] = {}
         info: dict[str, object] = {}
         model = host_model()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from postgres_support import PostgresServer, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -16,6 +17,25 @@ DATA = ROOT / "tests" / "data"
 def published() -> Path:
     """Published tables, network configs and tool output (see tests/data/PROVENANCE.md)."""
     return DATA
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """A real PostgreSQL server on a loopback port for the whole session."""
+    try:
+        with postgres_server() as server:
+            yield server
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request, tmp_path: Path) -> str:
+    """Where a test's store lives, once per back end: a SQLite file, a fresh PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "s.sqlite")
+    return request.getfixturevalue("postgres").database()
 
 
 def write_device(path: Path, **fields) -> Path:

@@ -17,8 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from latkit.cli import app
+from latkit.errors import LatkitError
 from latkit.spaces import load_space
-from latkit.store import read_measurements
+from latkit.store import MeasurementStore, read_measurements
 from tests.conftest import write_device
 
 CSV_COLUMNS = [
@@ -75,8 +76,23 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
         str(summary),
     )
     data = json.loads(summary.read_text())
-    assert set(data) == {"device", "ops", "median_cv", "wall_s", "timed_s"}
-    assert data["device"] == f"cpu-{runtime}" and data["ops"] == 5
+    assert set(data) == {
+        "device",
+        "label",
+        "ops",
+        "measured",
+        "skipped",
+        "median_cv",
+        "retried",
+    } | {
+        "unstable",
+        "wall_s",
+        "timed_s",
+    }
+    assert data["device"] == f"cpu-{runtime}" and data["ops"] == data["measured"] == 5
+    assert data["skipped"] == 0  # "unstable" lists keys; which (if any) depends on the load
+    expected = {op.key for op in load_space("proxyless-tiny").distinct_ops()[:5]}
+    assert set(data["unstable"]) <= expected
     assert 0 < data["timed_s"] < data["wall_s"]
 
     rerun = _invoke(
@@ -127,20 +143,29 @@ def test_spaces_command_lists_counts():
     assert "proxyless-tiny" in result.output and "40" in result.output
 
 
-def _count(db) -> int:
+def _rows(location: str) -> list[tuple[str, float]]:
+    """(key, measured_at) of every op row; none while the store does not exist yet."""
     try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+        with MeasurementStore(location) as store:
+            frame = store.dataframe()
+    except LatkitError:
+        return []
+    return list(zip(frame["key"], frame["measured_at"]))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_profile_loses_nothing_and_resumes(tmp_path, sig):
+@pytest.mark.parametrize(
+    ("sig", "backend"),
+    [(signal.SIGKILL, "sqlite"), (signal.SIGINT, "sqlite"), (signal.SIGKILL, "postgresql")],
+    ids=["kill-9", "ctrl-c", "kill-9-postgresql"],
+)
+def test_interrupted_profile_loses_nothing_and_resumes(tmp_path, sig, backend, request):
     device = write_device(
         tmp_path / "dev.yaml", timing={"warmup": 5, "runs": 40, "rounds": 2, "max_cv": 1.0}
     )
-    db = tmp_path / "s.sqlite"
+    db = str(tmp_path / "s.sqlite")
+    if backend == "postgresql":
+        db = request.getfixturevalue("postgres").database()
+        MeasurementStore(db).close()
     cmd = [
         sys.executable,
         "-c",
@@ -151,28 +176,49 @@ def test_interrupted_profile_loses_nothing_and_resumes(tmp_path, sig):
         "--space",
         "proxyless-tiny",
         "--db",
-        str(db),
+        db,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while _count(db) < 8 and time.time() < deadline and proc.poll() is None:
+    while len(_rows(db)) < 8 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    before = _count(db)
-    assert 8 <= before < 40, "the profile finished before it could be interrupted"
+    kept = dict(_rows(db))
+    assert 8 <= len(kept) < 40, "the profile finished before it could be interrupted"
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
-    with sqlite3.connect(db) as conn:
-        kept = dict(conn.execute("SELECT key, measured_at FROM measurements"))
 
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT key, measured_at FROM measurements").fetchall()
+    rows = _rows(db)
     keys = [k for k, _ in rows]
     assert len(keys) == len(set(keys)) == 40
     assert sorted(keys) == sorted(op.key for op in load_space("proxyless-tiny").distinct_ops())
     assert all(dict(rows)[k] == t for k, t in kept.items())  # finished rows were not redone
+
+
+def test_profile_into_postgres_then_fit_from_it(tmp_path, postgres):
+    url = postgres.database()
+    device = write_device(tmp_path / "dev.yaml", name="shared-cpu")
+    _invoke(
+        "profile",
+        "--device",
+        str(device),
+        "--space",
+        "proxyless-tiny",
+        "--limit",
+        "12",
+        "--db",
+        url,
+    )
+    out = tmp_path / "fit.json"
+    data = tmp_path / "data"
+    _invoke("fit", "-d", "shared-cpu", "--db", url, "--data-dir", str(data), "--json", str(out))
+    fitted = json.loads(out.read_text())
+    timed = [op for op in load_space("proxyless-tiny").distinct_ops()[:12] if op.type != "zero"]
+    assert fitted["device"] == "shared-cpu" and fitted["n_train"] + fitted["n_test"] == len(timed)
+    assert (data / "shared-cpu" / "predictor.json").exists()
+    assert len(read_measurements(url, "shared-cpu")) == 12
 
 
 def test_time_network_sets_whole_network_beside_sum_of_ops(tmp_path):

@@ -1,30 +1,36 @@
-"""The SQLite store: keyed rows, no duplicates, schema version, clear errors on bad paths."""
+"""The measurement store on both back ends (a real SQLite file, a real PostgreSQL server): keyed
+rows, no duplicates even with concurrent writers, schema version and upgrade, clear errors."""
 
 from __future__ import annotations
 
-import os
+import math
+import multiprocessing
 import sqlite3
 
 import pytest
+from readonly_support import read_only
 
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
 from latkit.records import Environment, Stats
-from latkit.store import SCHEMA_VERSION, MeasurementStore
+from latkit.store import SCHEMA_VERSION, MeasurementStore, redact
 
 ENV = Environment("onnxruntime", "1.0", 1, 1, "cpu-model")
 OP = OpSpec("mbconv", 28, 40, 40, kernel=5, expand=6, skip=True)
 
 
-def stats(ms: float) -> Stats:
-    return Stats(ms, ms, 0.1, ms - 0.1, ms + 0.1, ms - 0.05, ms + 0.05, 0.01, 50)
+def stats(ms: float, **flags) -> Stats:
+    return Stats(ms, ms, 0.1, ms - 0.1, ms + 0.1, ms - 0.05, ms + 0.05, 0.01, 50, **flags)
 
 
-def test_rows_are_keyed_and_replaced_not_duplicated(tmp_path):
-    path = tmp_path / "s.sqlite"
-    with MeasurementStore(path) as store:
+def count(store: MeasurementStore, table: str = "measurements") -> int:
+    return len(store.dataframe() if table == "measurements" else store.networks())
+
+
+def test_rows_are_keyed_and_replaced_not_duplicated(store_location):
+    with MeasurementStore(store_location) as store:
         store.add("dev", OP, stats(1.0), ENV)
-        store.add("dev", OP, stats(2.0), ENV)
+        store.add("dev", OP, stats(2.0, exact=True, attempts=2), ENV)
         other = Environment("onnxruntime", "1.0", 2, 1, "cpu-model")
         store.add("dev", OP, stats(3.0), other)
         assert store.measured_keys("dev", ENV.env_id) == {OP.key}
@@ -32,25 +38,113 @@ def test_rows_are_keyed_and_replaced_not_duplicated(tmp_path):
     assert len(frame) == 2
     assert sorted(frame["median_ms"]) == [2.0, 3.0]
     assert frame["skip"].dtype == bool and frame["se"].dtype == bool
+    replaced = frame[frame["median_ms"] == 2.0].iloc[0]
+    assert bool(replaced["exact"]) and replaced["attempts"] == 2 and not replaced["unstable"]
+    assert replaced["expand"] == 6 and replaced["kernel"] == 5 and bool(replaced["skip"])
+    with MeasurementStore(store_location) as store:  # reopening reads what was committed
+        assert store.dataframe("dev")["median_ms"].tolist() == frame["median_ms"].tolist()
+
+
+def test_sqlite_file_holds_one_row_per_key_and_its_version(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with MeasurementStore(path) as store:
+        store.add("dev", OP, stats(1.0), ENV)
+        store.add("dev", OP, stats(2.0), ENV)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 2
+        assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 1
 
 
-def test_env_id_ignores_info_but_not_extra():
+def test_env_id_covers_extra_and_the_timing_plan_but_not_info():
     a = Environment("torch", "2", 1, 8, "h", extra={"dtype": "float16"}, info={"sm_mhz": 1})
     b = Environment("torch", "2", 1, 8, "h", extra={"dtype": "float16"}, info={"sm_mhz": 2})
     c = Environment("torch", "2", 1, 8, "h", extra={"dtype": "float32"})
     assert a.env_id == b.env_id != c.env_id
+    quick = a.timed_with({"warmup": 2, "runs": 5})
+    slow = a.timed_with({"warmup": 10, "runs": 50})
+    assert len({a.env_id, quick.env_id, slow.env_id}) == 3
+    assert quick.env_id == a.timed_with({"runs": 5, "warmup": 2}).env_id
 
 
-def test_networks_table(tmp_path):
-    with MeasurementStore(tmp_path / "s.sqlite") as store:
+def test_mixed_timing_plans_are_separate_rows(store_location):
+    quick, slow = ENV.timed_with({"runs": 5}), ENV.timed_with({"runs": 50})
+    with MeasurementStore(store_location) as store:
+        store.add("dev", OP, stats(1.0), quick)
+        assert store.measured_keys("dev", slow.env_id) == set()  # resuming never mixes plans
+        store.add("dev", OP, stats(1.1), slow)
+        frame = store.dataframe("dev")
+    assert set(frame["timing"]) == {'{"runs": 5}', '{"runs": 50}'}
+    assert frame["env_id"].nunique() == 2
+
+
+def test_derived_statistics_read_back_as_unknown(store_location):
+    derived = Stats(
+        1.0, 1.0, 0.1, 0.9, 1.2, math.nan, math.nan, 0.02, 30, attempts=3, unstable=True
+    )
+    with MeasurementStore(store_location) as store:
+        store.add("dev", OP, derived, ENV)
+        ops = (OP, OP.replace(kernel=3))
+        store.add_network("dev", ops, derived, ENV, name="n")
+        row = store.dataframe("dev").iloc[0]
+        back = store.network_stats("dev", ops, ENV.env_id)
+    assert math.isnan(row["p10_ms"]) and math.isnan(row["p90_ms"])
+    assert not row["exact"] and row["unstable"] and row["attempts"] == 3
+    assert math.isnan(back.p10_ms) and not back.exact and back.unstable and back.attempts == 3
+    assert (back.median_ms, back.runs, back.block) == (1.0, 30, 1)
+
+
+def test_networks_table(store_location):
+    with MeasurementStore(store_location) as store:
         ops = (OP, OP.replace(kernel=3))
         assert store.network_stats("dev", ops, ENV.env_id) is None
         store.add_network("dev", ops, stats(5.0), ENV, name="n")
-        assert store.network_stats("dev", ops, ENV.env_id).median_ms == 5.0
+        store.add_network("dev", ops, stats(6.0, exact=True), ENV, name="n")
+        assert store.network_stats("dev", ops, ENV.env_id) == stats(6.0, exact=True)
         assert len(store.networks("dev")) == 1
+
+
+def test_devices_are_remembered_and_a_bare_name_keeps_the_file(store_location, quick_device):
+    from latkit.devices import load_device
+
+    config = load_device(quick_device)
+    with MeasurementStore(store_location) as store:
+        store.register_device(config)
+        store.register_device(config.name)  # a later import under the name alone
+        known = store.device(config.name)
+        assert store.devices() == [config.name] and store.device("nope") is None
+    assert known["config"]["runtime"] == "onnxruntime" and known["source"] == str(quick_device)
+
+
+def test_delete_removes_one_environment(store_location):
+    with MeasurementStore(store_location) as store:
+        store.add("dev", OP, stats(1.0), ENV)
+        store.add("dev", OP, stats(1.0), ENV.timed_with({"runs": 5}))
+        assert store.delete("dev", ENV.env_id) == 1
+        assert count(store) == 1
+
+
+def _writer(location: str, worker: int, keys: int) -> None:
+    with MeasurementStore(location) as store:
+        store.register_device(f"dev{worker % 2}")
+        for i in range(keys):
+            op = OpSpec("mbconv", 28, 40, 40 + i, kernel=5, expand=6)
+            store.add(f"dev{worker % 2}", op, stats(1.0 + worker), ENV)
+
+
+def test_concurrent_writer_processes_never_duplicate(store_location):
+    MeasurementStore(store_location).close()
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_writer, args=(store_location, w, 12)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    with MeasurementStore(store_location) as store:
+        frame = store.dataframe()
+        assert sorted(store.devices()) == ["dev0", "dev1"]
+    assert len(frame) == 24  # 2 devices x 12 keys, whoever wrote last
+    assert not frame.duplicated(["device", "key", "env_id"]).any()
 
 
 def test_schema_mismatch_is_refused(tmp_path):
@@ -62,13 +156,96 @@ def test_schema_mismatch_is_refused(tmp_path):
         MeasurementStore(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_path_is_clear(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    with pytest.raises(LatkitError, match="cannot open the measurement store"):
-        MeasurementStore(folder / "s.sqlite")
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE devices (name TEXT PRIMARY KEY, kind TEXT, runtime TEXT, config_json TEXT, source TEXT);
+CREATE TABLE measurements (
+    device TEXT NOT NULL, key TEXT NOT NULL, env_id TEXT NOT NULL,
+    type TEXT, input_hw INTEGER, cin INTEGER, cout INTEGER, stride INTEGER, kernel INTEGER,
+    expand REAL, groups INTEGER, se INTEGER, act TEXT, skip INTEGER, batch INTEGER,
+    median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL, p10_ms REAL, p90_ms REAL,
+    cv REAL, runs REAL, runtime TEXT, runtime_version TEXT, threads INTEGER, host TEXT,
+    device_model TEXT, temperature_c REAL, env_json TEXT, origin TEXT, measured_at REAL,
+    PRIMARY KEY (device, key, env_id)
+);
+CREATE TABLE networks (
+    device TEXT NOT NULL, arch_id TEXT NOT NULL, env_id TEXT NOT NULL, name TEXT,
+    ops_json TEXT NOT NULL, median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL,
+    p10_ms REAL, p90_ms REAL, cv REAL, runs REAL, runtime TEXT, runtime_version TEXT,
+    threads INTEGER, batch INTEGER, host TEXT, device_model TEXT, temperature_c REAL,
+    env_json TEXT, origin TEXT, measured_at REAL, PRIMARY KEY (device, arch_id, env_id)
+);
+INSERT INTO measurements (device, key, env_id, type, input_hw, cin, cout, stride, kernel, expand,
+    groups, se, act, skip, batch, median_ms, mean_ms, std_ms, min_ms, max_ms, p10_ms, p90_ms, cv,
+    runs, runtime, runtime_version, threads, host, device_model, measured_at)
+VALUES ('phone', 'k1', 'e1', 'conv', 8, 3, 8, 1, 3, 1, 1, 0, 'relu6', 0, 1,
+        1, 1, 0.1, 0.9, 1.2, 0.9, 1.1, 0.01, 150, 'litert', 'benchmark_model sha256:abc', 1, 'soc',
+        'Pixel', 1.0),
+       ('cpu', 'k1', 'e2', 'conv', 8, 3, 8, 1, 3, 1, 1, 0, 'relu6', 0, 1,
+        1, 1, 0.1, 0.9, 1.2, 0.9, 1.1, 0.01, 150, 'onnxruntime', '1.20', 1, 'EPYC', '', 2.0);
+"""
+
+
+def test_version_1_store_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SCHEMA)
+    with MeasurementStore(path) as store:
+        frame = store.dataframe().set_index("device")
+        store.add("cpu", OP, stats(2.0, exact=True), ENV)  # new rows go in beside the old ones
+        assert count(store) == 3
+    assert not frame.loc["phone", "exact"] and frame.loc["cpu", "exact"]  # derived vs raw
+    assert (frame["block"] == 1).all() and frame["attempts"].isna().all()
+    assert frame["unstable"].isna().all()  # not known for old rows, and not claimed
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_read_only_sqlite_store_reads_and_refuses_writes_in_one_line(tmp_path):
+    path = tmp_path / "ro" / "s.sqlite"
+    with MeasurementStore(path) as store:
+        store.add("dev", OP, stats(1.0), ENV)
+    with read_only(path.parent) as folder:
+        with MeasurementStore(folder / path.name) as store:
+            assert len(store.dataframe("dev")) == 1
+            with pytest.raises(LatkitError, match="cannot write the measurement store") as info:
+                store.add("dev", OP.replace(kernel=3), stats(1.0), ENV)
+    assert "\n" not in str(info.value) and str(folder / path.name) in str(info.value)
+
+
+def test_read_only_postgres_role_reads_and_refuses_writes_in_one_line(postgres):
+    url = postgres.database()
+    with MeasurementStore(url) as store:
+        store.add("dev", OP, stats(1.0), ENV)
+    postgres.execute(
+        url,
+        "CREATE ROLE reader LOGIN",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader",
+    )
+    reader = url.replace("postgres@", "reader@")
+    with MeasurementStore(reader) as store:
+        assert len(store.dataframe("dev")) == 1
+        with pytest.raises(LatkitError, match="cannot write the measurement store") as info:
+            store.register_device("dev")
+    assert "\n" not in str(info.value) and "permission denied" in str(info.value)
+    postgres.execute(url, "DROP OWNED BY reader", "DROP ROLE reader")
+
+
+def test_unreachable_server_is_one_line_without_the_password():
+    with pytest.raises(LatkitError, match="cannot open the measurement store") as info:
+        MeasurementStore("postgresql://me:s3cret@127.0.0.1:1/nodb")
+    message = str(info.value)
+    assert "\n" not in message and "s3cret" not in message and "me:***@127.0.0.1:1" in message
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_unwritable_folder_is_clear(tmp_path):
+    (tmp_path / "ro").mkdir()
+    with read_only(tmp_path / "ro") as folder:
+        with pytest.raises(LatkitError, match="cannot open the measurement store") as info:
+            MeasurementStore(folder / "s.sqlite")
+    assert "--db" in str(info.value)
 
 
 def test_path_that_cannot_exist_is_clear(tmp_path):

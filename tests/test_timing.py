@@ -1,4 +1,5 @@
-"""The shared timing loop: warm-up, rounds interleaved, statistics, synchronisation."""
+"""The shared timing loop: warm-up and re-warm, rounds interleaved, blocks of calls for
+microsecond ops, pooled retries, statistics, synchronisation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from latkit.devices import Timing
 from latkit.profilers.timing import (
     HostClock,
     Measurement,
+    block_size,
+    interleave,
     measure_interleaved,
     time_round,
 )
@@ -56,32 +59,121 @@ def test_a_loop_without_synchronisation_would_be_caught():
     assert unsynced  # the check above really discriminates
 
 
-def test_rounds_are_interleaved_across_ops():
+def test_first_round_warms_up_fully_later_rounds_rewarm_and_ops_interleave():
     dev = FakeClockDevice()
     clock = HostClock(synchronize=dev.sync, now=dev.now)
-    plan = Timing(warmup=1, runs=2, rounds=3, max_cv=1.0)
+    plan = Timing(warmup=4, rewarm=1, runs=2, rounds=3, max_cv=1.0)
     measure_interleaved([dev.launch("a"), dev.launch("b")], clock, plan)
     order = [e for e in dev.log if e.startswith("run")]
-    # each round runs a (warmup + 2), then b (warmup + 2), three times over
-    assert order == (["run:a"] * 3 + ["run:b"] * 3) * 3
+    # round 1: the first call and 4 warm-up calls, each timed to size the block (1 ms: one call
+    # per clock read), then 2 timed; later rounds: 1 re-warm call, 2 timed; a and b alternate
+    first, later = 1 + 4 + 2, 1 + 2
+    assert (
+        order == ["run:a"] * first + ["run:b"] * first + (["run:a"] * later + ["run:b"] * later) * 2
+    )
 
 
-def test_unstable_op_is_remeasured_and_best_rounds_kept():
-    calls = {"a": 0}
-    state = {"t": 0.0}
-    # op a: first 3 rounds wildly different, later rounds stable
-    durations = iter([1, 5, 25] + [2] * 100)
+def test_interleave_passes_warmups_and_counts_attempts():
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    values = {0: iter([1.0, 1.0, 1.0]), 1: iter([1.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])}
+
+    class Spread:
+        def __init__(self, rounds):
+            self.rounds = list(rounds)
+
+        @property
+        def cv(self) -> float:
+            return float(np.std(self.rounds, ddof=1) / np.mean(self.rounds))
+
+        timed_s = 0.0
+
+    def taker(i):
+        def take(warmup: int) -> float:
+            seen[i].append(warmup)
+            return next(values[i])
+
+        return take
+
+    plan = Timing(warmup=7, rewarm=2, rounds=3, max_cv=0.2, max_retries=2)
+    a, b = interleave([taker(0), taker(1)], lambda i, rounds: Spread(rounds), plan)
+    assert seen[0] == [7, 2, 2] and seen[1] == [7] + [2] * 8
+    assert (a.attempts, a.unstable) == (1, False)
+    # op 1 pooled all 9 rounds (the 3.0 stays in): still above max_cv after 2 retries
+    assert (b.attempts, len(b.measurement.rounds)) == (3, 9)
+    assert b.unstable == (
+        np.std(b.measurement.rounds, ddof=1) / np.mean(b.measurement.rounds) > 0.2
+    )
+    # a runtime that reloads the op every round asks for the full warm-up each time
+    seen = {0: [], 1: []}
+    values = {0: iter([1.0] * 3), 1: iter([1.0] * 3)}
+    interleave([taker(0), taker(1)], lambda i, r: Spread(r), plan, rewarm=plan.warmup)
+    assert seen == {0: [7, 7, 7], 1: [7, 7, 7]}
+
+
+def _scripted(durations_ms, state):
+    """A runner whose successive calls take the given times on a fake clock."""
+    durations = iter(durations_ms)
 
     def run() -> None:
-        calls["a"] += 1
+        state["calls"] += 1
         state["t"] += next(durations) / 1000
 
+    return run
+
+
+def test_retries_pool_rounds_and_a_still_unstable_op_is_flagged():
+    state = {"t": 0.0, "calls": 0}
+    # four sizing calls (the plan has no warm-up), then one timed call per round: a burst in the
+    # first attempt's rounds, then stable rounds; pooling keeps the burst, so it stays unstable
+    run = _scripted([9, 9, 9, 9, 1, 5, 25] + [2] * 6, state)
     clock = HostClock(now=lambda: state["t"])
-    plan = Timing(warmup=0, runs=1, rounds=3, max_cv=0.05, max_retries=2)
-    (m,) = measure_interleaved([run], clock, plan)
-    assert calls["a"] == 6
-    assert m.cv == pytest.approx(0.0)
-    assert m.median == pytest.approx(2.0)
+    plan = Timing(warmup=0, rewarm=0, runs=1, rounds=3, max_cv=0.05, max_retries=2, min_block_ms=0)
+    (outcome,) = measure_interleaved([run], clock, plan)
+    assert state["calls"] == 13
+    timed = [r for (r,) in outcome.measurement.rounds]
+    assert timed == pytest.approx([1.0, 5.0, 25.0] + [2.0] * 6)
+    stats = outcome.stats()
+    assert (stats.attempts, stats.unstable, stats.runs, stats.exact) == (3, True, 9, True)
+    assert stats.median_ms == pytest.approx(2.0)
+    assert stats.cv == pytest.approx(np.std([1, 5, 25, 2, 2, 2, 2, 2, 2], ddof=1) / 43 * 9)
+
+
+def test_an_op_that_settles_on_retry_is_not_flagged():
+    state = {"t": 0.0, "calls": 0}
+    run = _scripted([9, 9, 9, 9, 2.0, 2.6, 2.0] + [2.0] * 3, state)
+    clock = HostClock(now=lambda: state["t"])
+    plan = Timing(warmup=0, rewarm=0, runs=1, rounds=3, max_cv=0.15, max_retries=2, min_block_ms=0)
+    (outcome,) = measure_interleaved([run], clock, plan)
+    stats = outcome.stats()
+    pooled = [2.0, 2.6, 2.0, 2.0, 2.0, 2.0]
+    assert np.std(pooled[:3], ddof=1) / np.mean(pooled[:3]) > 0.15  # the first attempt failed
+    assert (stats.attempts, stats.unstable, stats.runs) == (2, False, 6)
+    assert stats.cv == pytest.approx(np.std(pooled, ddof=1) / np.mean(pooled))
+
+
+def test_microsecond_ops_are_timed_in_blocks_of_at_least_a_millisecond():
+    # a 4 us op on a clock whose every read costs 2 us: one call per read would report 6 us
+    state = {"t": 0.0}
+
+    def now() -> float:
+        state["t"] += 2e-6
+        return state["t"]
+
+    def run() -> None:
+        state["t"] += 4e-6
+
+    clock = HostClock(now=now)
+    plan = Timing(warmup=2, runs=5, rounds=2, max_cv=1.0)
+    assert time_round(run, clock, 0, 3) == pytest.approx((0.006,) * 3)  # the bias blocks remove
+    (outcome,) = measure_interleaved([run], clock, plan)
+    stats = outcome.stats()
+    assert stats.block * 0.004 >= plan.min_block_ms  # one clock read covers >= 1 ms of calls
+    assert stats.block < 2 * plan.min_block_ms / 0.004
+    assert stats.median_ms == pytest.approx(0.004, rel=0.01)  # per-call time, derived
+    assert stats.runs == 10 and outcome.timed_s == pytest.approx(10 * stats.block * 4e-6, rel=0.01)
+    # ops above a tenth of min_block_ms are timed one call per read, those below in blocks
+    assert block_size(lambda: state.update(t=state["t"] + 0.0002), clock, 1.0) == 1
+    assert block_size(lambda: state.update(t=state["t"] + 0.00005), clock, 1.0) >= 20
 
 
 def test_measurement_statistics():
@@ -92,3 +184,6 @@ def test_measurement_statistics():
     assert s.p10_ms == pytest.approx(np.percentile(m.times, 10))
     assert m.cv == pytest.approx(np.std([2.5, 2.0], ddof=1) / 2.25)
     assert m.timed_s == pytest.approx(0.018)
+    assert s.exact and s.block == 1 and (s.attempts, s.unstable) == (1, False)
+    blocked = Measurement(m.rounds, block=10)
+    assert blocked.stats().median_ms == s.median_ms and blocked.timed_s == pytest.approx(0.18)

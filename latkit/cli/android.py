@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from latkit.cli.app import app
+from latkit.cli.app import app, writable_dir
 from latkit.cli.output import console
 from latkit.errors import LatkitError
 
@@ -31,21 +31,32 @@ def devices(
     adb_key: str = typer.Option(
         "~/.android/adbkey", help="RSA key for phones reached directly (USB or --tcp)."
     ),
+    device_files: list[Path] = typer.Option(
+        [],
+        "--device-files",
+        help="Device file, or folder of them, to match against the phones found (repeatable; "
+        "default: ./device_configs when it exists).",
+    ),
 ) -> None:
-    """List the Android phones latkit can reach: serial, transport, state, model.
+    """List the Android phones latkit can reach: serial, transport, state, model, and which
+    device files reach each one.
 
     Asks the adb server, looks on USB directly, and tries each --tcp address; the model is read
-    over ADB. Put the serial and transport in a device file (see device_configs/phone-*.yaml).
+    over ADB. Put the serial and transport in a device file (see device_configs/phone-*.yaml);
+    device files that reach no phone found are listed below the table.
     """
     from latkit.workflows.discovery import discover
 
-    found = discover(adb_server, tcp, usb, adb_key)
+    files = device_files or ([Path("device_configs")] if Path("device_configs").is_dir() else [])
+    found = discover(adb_server, tcp, usb, adb_key, files)
     if found.phones:
+        matched = any(phone.files for phone in found.phones)
         table = Table(title="Android devices")
-        for col in ("serial", "transport", "state", "model"):
+        for col in ("serial", "transport", "state", "model", "device files")[: 5 if matched else 4]:
             table.add_column(col)
         for phone in found.phones:
-            table.add_row(phone.serial, phone.transport, phone.state, phone.model)
+            files = ["\n".join(phone.files) or "-"] if matched else []
+            table.add_row(phone.serial, phone.transport, phone.state, phone.model, *files)
         console.print(table)
     else:
         console.print(
@@ -55,6 +66,10 @@ def devices(
         )
     for note in found.notes:
         console.print(note, style="dim")
+    if found.unmatched:
+        console.print("device files that reach none of these phones:")
+        for line in found.unmatched:
+            console.print(f"  {line}", soft_wrap=True)
 
 
 @app.command("emulate-phone")
@@ -92,7 +107,9 @@ def emulate_phone(
         help="--no-shell-v2 behaves like Android 6 (no exit codes).",
     ),
     root: Path | None = typer.Option(
-        None, help="Sandbox folder for the phone's files (default: a temporary folder)."
+        None,
+        help="Sandbox folder for the phone's files (default: a temporary folder).",
+        callback=writable_dir,
     ),
 ) -> None:
     """Run an emulated phone on 127.0.0.1 that speaks the real ADB protocol.

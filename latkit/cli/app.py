@@ -8,6 +8,7 @@ import typer
 
 from latkit.cli.output import err_console, labelled, print_wall_time
 from latkit.errors import LatkitError
+from latkit.files import writable_folder
 
 app = typer.Typer(
     name="latkit",
@@ -21,7 +22,10 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-DB_HELP = "SQLite measurement store."
+DB_HELP = (
+    "Measurement store: a SQLite file, or a PostgreSQL URL (postgresql://user@host/db) that "
+    "several profiling hosts share."
+)
 DEFAULT_DB = "data/latkit.sqlite"
 
 
@@ -51,10 +55,35 @@ def main() -> None:
         )
         sys.exit(130)
     except Exception as exc:
-        if not (hasattr(exc, "show") and hasattr(exc, "exit_code")):
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
             raise
-        exc.show()  # a usage error from the command-line parser
+        # a usage error from the command-line parser (typer's click exceptions): one line
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) else "latkit"
+        message = f"{exc.format_message()} (see `{command} --help`)"
+        err_console.print(labelled("error: ", "bold red", message), soft_wrap=True)
         sys.exit(exc.exit_code)
+
+
+def _option(param: typer.CallbackParam) -> str:
+    return max(param.opts, key=len) if param.opts else str(param.name)
+
+
+def writable_file(ctx: typer.Context, param: typer.CallbackParam, value):
+    """Option callback: an output file whose folder cannot take it is refused before any work."""
+    if value is not None:
+        if value.is_dir():
+            raise LatkitError(f"{_option(param)} {value}: is a folder; give a file name")
+        writable_folder(value.parent, f"{_option(param)} {value}")
+    return value
+
+
+def writable_dir(ctx: typer.Context, param: typer.CallbackParam, value):
+    """Option callback: an output folder that cannot be created or written is refused at once."""
+    if value is not None:
+        if value.exists() and not value.is_dir():
+            raise LatkitError(f"{_option(param)} {value}: is a file, not a folder")
+        writable_folder(value, f"{_option(param)} {value}")
+    return value
 
 
 def open_store(db: str):

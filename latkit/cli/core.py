@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from latkit.cli.app import (
@@ -15,15 +16,22 @@ from latkit.cli.app import (
     open_store,
     require_config,
     resolve_device,
+    writable_file,
 )
-from latkit.cli.output import console, print_fields, reporting
+from latkit.cli.output import console, labelled, print_fields, reporting
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
 
 
 @app.command()
 def profile(
-    device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to profile on."),
+    device: list[str] = typer.Option(
+        ...,
+        "--device",
+        "-d",
+        help="Device file (YAML) to profile on. Repeat it to profile several devices at once "
+        "into one store, one worker process each.",
+    ),
     space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
     limit: int | None = typer.Option(None, min=1, help="Measure only the first N ops."),
@@ -34,53 +42,111 @@ def profile(
         help="Skip ops already measured (the default); --no-resume = --fresh.",
     ),
     keep: bool = typer.Option(False, "--keep", help="Android: leave pushed files on the phone."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write a JSON summary here."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write a JSON summary here.", callback=writable_file
+    ),
 ) -> None:
     """Measure every distinct op of a search space on the device and store each row.
 
     Interrupt it at any time: finished ops are committed one by one, and running the same
     command again continues where it stopped without duplicating a row.
+
+    With several --device options the devices are profiled concurrently, each with its own
+    progress line. A device that drops out (unplugged, killed) stops alone with a line saying
+    why; the others finish, and running the same command again resumes only what is missing.
     """
     from latkit.spaces import load_space
+    from latkit.workflows.fleet import DeviceOutcome, check_fleet, profile_fleet
     from latkit.workflows.profile import profile_space
 
+    chosen = load_space(space)
     with open_store(db) as store:
-        config = require_config(resolve_device(device, store), "profile")
-        chosen = load_space(space)
+        configs = [require_config(resolve_device(d, store), "profile") for d in device]
+        settings = dict(
+            limit=limit, fresh=fresh or not resume, keep_files=keep, raw_dir=raw_dir(store)
+        )
+        check_fleet(configs, keep)
+        if len(configs) == 1:
+            with reporting() as reporter:
+                summary = profile_space(configs[0], chosen, store, reporter=reporter, **settings)
+            outcomes = [DeviceOutcome(summary.device, summary=summary)]
+    if len(configs) > 1:
         with reporting() as reporter:
-            summary = profile_space(
-                config,
-                chosen,
-                store,
-                limit=limit,
-                fresh=fresh or not resume,
-                keep_files=keep,
-                raw_dir=Path(db).parent / "raw",
-                reporter=reporter,
+            fleet = profile_fleet(configs, chosen, db, reporter=reporter, **settings)
+        outcomes = fleet.outcomes
+    console.print(_profile_table(outcomes))
+    for outcome in outcomes:
+        if outcome.summary and outcome.summary.unstable:
+            console.print(
+                f"{outcome.device}: {len(outcome.summary.unstable)} op(s) still above max_cv "
+                "after every retry, stored with unstable = true:",
+                style="yellow",
             )
-    table = Table(
-        title=f"profile of {summary.device}" + (f" ({summary.label})" if summary.label else "")
-    )
-    for col in ("ops", "measured", "already stored", "median CV", "wall s", "timed s"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        str(summary.ops),
-        str(summary.measured),
-        str(summary.skipped),
-        f"{summary.median_cv:.2%}",
-        f"{summary.wall_s:.1f}",
-        f"{summary.timed_s:.1f}",
-    )
-    console.print(table)
+            for key in outcome.summary.unstable:
+                console.print(f"  {key}", soft_wrap=True)
+        if outcome.error:
+            console.print(labelled(f"{outcome.device} stopped: ", "yellow", outcome.error))
     if json_out:
-        write_json(json_out, summary.to_json())
+        data = outcomes[0].summary.to_json() if len(configs) == 1 else fleet.to_json()
+        write_json(json_out, data)
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        raise LatkitError(
+            f"{len(failed)} of {len(outcomes)} devices stopped early "
+            f"({', '.join(o.device for o in failed)}); their finished ops are stored: run the "
+            "same command again to measure only what is missing"
+        )
+
+
+def raw_dir(store) -> Path:
+    """Where raw tool output is kept: beside a SQLite store, else under data/."""
+    return (store.path.parent if store.is_file else Path("data")) / "raw"
+
+
+def _profile_table(outcomes) -> Table:
+    """One row per device: ops in the space, measured now (new), already stored (kept), retried,
+    still unstable. A device whose numbers are not its own hardware's (an emulated phone's
+    host-CPU numbers) says so in a caption."""
+    fleet = len(outcomes) > 1
+    labels = sorted({o.summary.label for o in outcomes if o.summary and o.summary.label})
+    title = f"profile of {len(outcomes)} devices" if fleet else f"profile of {outcomes[0].device}"
+    table = Table(
+        title=title,
+        caption="; ".join(f"* {label}" for label in labels) or None,
+        box=box.SIMPLE_HEAD if fleet else box.HEAVY_HEAD,
+    )
+    columns = ["ops", "new", "kept", "retried", "unstable", "median CV", "wall s"]
+    if not fleet:
+        columns.append("timed s")
+    if fleet:
+        table.add_column("device")
+    for col in columns:
+        table.add_column(col, justify="right")
+    if fleet:
+        table.add_column("status")
+    for outcome in outcomes:
+        s = outcome.summary
+        cells = ["-"] * len(columns)
+        if s:
+            cells = [str(s.ops), str(s.measured), str(s.skipped), str(s.retried)]
+            cells += [str(len(s.unstable)), f"{s.median_cv:.2%}", f"{s.wall_s:.1f}"]
+            cells += [] if fleet else [f"{s.timed_s:.1f}"]
+        if fleet:
+            mark = "*" if s and s.label else ""
+            cells = [outcome.device + mark, *cells, "done" if s else "stopped"]
+        elif s and s.label:
+            table.title = f"{title}*"
+        table.add_row(*cells)
+    return table
 
 
 @app.command()
 def measurements(
     device: str = typer.Option(..., "--device", "-d", help="Device file or stored device name."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    csv: Path | None = typer.Option(None, "--csv", help="Write the rows to this CSV file."),
+    csv: Path | None = typer.Option(
+        None, "--csv", help="Write the rows to this CSV file.", callback=writable_file
+    ),
 ) -> None:
     """Show or export a device's measured ops (one row per op and environment)."""
     with open_store(db) as store:
@@ -95,12 +161,32 @@ def measurements(
             frame.to_csv(tmp, index=False)
         console.print(f"wrote {len(frame)} rows to {csv}")
         return
-    console.print(f"{name}: {len(frame)} ops (median ms, CV across rounds, runtime, key)")
+    console.print(f"{name}: {len(frame)} ops (median ms, CV across rounds, runtime, key, notes)")
     for row in frame.itertuples():
         head = f"{row.median_ms:10.4f}  {row.cv:6.2%}  {row.runtime}  "
         parts = row.key.split("-")
+        notes = _notes(row)
         fields = [head + parts[0], *("-" + part for part in parts[1:])]
+        if notes:
+            fields.append(f"  ({notes})")
         print_fields(fields, indent=len(head), sep="")
+
+
+def _yes(flag) -> bool:
+    """A flag column's value; unknown (rows from a version 1 store) counts as no."""
+    import pandas as pd
+
+    return bool(not pd.isna(flag) and flag)
+
+
+def _notes(row) -> str:
+    """What a reader must know about a row's statistics, in a word or two each."""
+    notes = [] if _yes(row.exact) else ["derived"]
+    if _yes(row.unstable):
+        notes.append("unstable")
+    if row.block and row.block > 1:
+        notes.append(f"blocks of {int(row.block)}")
+    return ", ".join(notes)
 
 
 @app.command()
@@ -130,7 +216,9 @@ def time_network(
         "--ops/--no-ops",
         help="Also profile each network's ops, to print their sum beside it.",
     ),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the figures here."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the figures here.", callback=writable_file
+    ),
 ) -> None:
     """Time whole networks end to end, next to the sum of their separately measured ops.
 

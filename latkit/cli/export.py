@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
-from latkit.cli.app import app
+from latkit.cli.app import app, writable_dir
 from latkit.cli.output import console, reporting
 
 
 @app.command()
 def export(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the model files into."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to write the model files into.", callback=writable_dir
+    ),
     space: str = typer.Option(
         "proxyless-mobile", help="Built-in space name or a space YAML whose ops to export."
     ),

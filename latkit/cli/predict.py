@@ -19,6 +19,8 @@ from latkit.cli.app import (
     open_store,
     require_config,
     resolve_device,
+    writable_dir,
+    writable_file,
 )
 from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
 from latkit.errors import LatkitError
@@ -88,8 +90,10 @@ def fit(
         help="With --networks: start from the op-table fit of this device's rows in --db and "
         "correct it with the networks, instead of fitting from the networks alone.",
     ),
-    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the held-out metrics here."),
+    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP, callback=writable_dir),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the held-out metrics here.", callback=writable_file
+    ),
 ) -> None:
     """Fit the device's latency predictor F(op) and print held-out accuracy.
 
@@ -104,7 +108,6 @@ def fit(
 
     with open_store(db) as store:
         resolved = resolve_device(device, store)
-        store.register_device(resolved)
         name = device_name(resolved)
         if networks is None:
             if calibrate:
@@ -113,6 +116,8 @@ def fit(
         else:
             result = _fit_networks(store, resolved, networks, calibrate, test_fraction, seed)
             result.predictor.save(predictor_path(name, data_dir))
+        if store.device(name) is None:  # once fitted, the name alone finds the device
+            store.register_device(resolved)
     predictor = result.predictor
     print_fields(
         [
@@ -193,8 +198,10 @@ def validate(
     space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
     seed: int = typer.Option(0, help="Seeds which architectures are sampled."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help="Write n and the metrics here."),
+    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP, callback=writable_dir),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write n and the metrics here.", callback=writable_file
+    ),
 ) -> None:
     """Check the fitted predictor end to end on whole networks timed on the device.
 
@@ -279,7 +286,7 @@ def export_lut_command(
     fmt: str = typer.Option(
         ..., "--format", help="proxylessnas (expand = ratio, var) or ofa (expand = mid, std)."
     ),
-    out: Path = typer.Option(..., "--out", help="YAML file to write."),
+    out: Path = typer.Option(..., "--out", help="YAML file to write.", callback=writable_file),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
 ) -> None:
     """Write a device's op rows as a ProxylessNAS or once-for-all YAML latency table."""

@@ -10,7 +10,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from latkit.cli.app import DB_HELP, DEFAULT_DB, app, open_store, require_config, resolve_device
+from latkit.cli.app import (
+    DB_HELP,
+    DEFAULT_DB,
+    app,
+    open_store,
+    require_config,
+    resolve_device,
+    writable_dir,
+    writable_file,
+)
 from latkit.cli.output import console, err_console, labelled, pack, print_fields, reporting, shown
 from latkit.errors import LatkitError
 from latkit.files import write_json
@@ -143,10 +152,16 @@ def search(
         help="Data-parallel processes on this machine, started with torchrun (gloo on CPU, NCCL "
         "on CUDA); --batch-size is the global batch. Same as torchrun --nproc-per-node N -m latkit.",
     ),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the result as JSON here.", callback=writable_file
+    ),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " The final timing is stored in it."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help=DATA_HELP),
-    out: Path | None = typer.Option(None, "--out", help="Folder for net.config, PNG, history."),
+    data_dir: Path = typer.Option(
+        Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for net.config, PNG, history.", callback=writable_dir
+    ),
 ) -> None:
     """Search an architecture that is fast on the device: ProxylessNAS with F(op) in the loss.
 
@@ -212,8 +227,12 @@ def search(
 @app.command()
 def quickstart(
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help=DATA_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the summary as JSON here."),
+    data_dir: Path = typer.Option(
+        Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the summary as JSON here.", callback=writable_file
+    ),
     networks: int = typer.Option(20, min=2, help="Whole networks that validate F."),
     epochs: int = typer.Option(8, min=0, help="Search epochs."),
     warmup_epochs: int = typer.Option(4, "--warmup-epochs", min=0, help="Weights-only epochs."),

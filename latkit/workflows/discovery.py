@@ -1,16 +1,18 @@
 """Which Android phones latkit can reach: through an adb server, on USB directly, over TCP.
 
 Each phone is listed with its serial, transport, state and model (read over ADB), so a user can
-copy the serial and transport into a device file.
+copy the serial and transport into a device file, and with the device files that would reach
+it, so a fleet's files can be checked against what is plugged in before profiling.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from latkit.devices import AndroidSettings
+from latkit.devices import AndroidSettings, DeviceConfig, load_device
 from latkit.errors import LatkitError
 from latkit.profilers.android.connection import (
     AdbError,
@@ -32,14 +34,18 @@ class PhoneRow:
     transport: str
     state: str
     model: str
+    #: device files whose android settings reach this phone
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Discovery:
-    """The phones found, and why a place could not be searched (no adb server, no libusb)."""
+    """The phones found, why a place could not be searched (no adb server, no libusb), and the
+    Android device files that reach none of them."""
 
     phones: list[PhoneRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
 
 
 def default_server() -> str:
@@ -66,10 +72,13 @@ def discover(
     tcp: Sequence[str] = (),
     usb: bool = True,
     adb_key: str = "~/.android/adbkey",
+    device_files: Sequence[str | Path] = (),
 ) -> Discovery:
     """Ask the adb server, look on USB directly (phones the server does not hold), and try each
-    TCP address."""
+    TCP address; then match the Android files among `device_files` (files or folders of them)
+    to the phones found."""
     addresses = [parse_address(a) for a in tcp]
+    configs = android_files(device_files)
     found = Discovery()
     held = _from_server(AdbServer(adb_server or default_server()), found)
     if usb:
@@ -77,7 +86,57 @@ def discover(
     for host, port in addresses:
         settings = AndroidSettings(transport="tcp", host=host, port=port, adb_key=adb_key)
         found.phones.append(_direct(f"{host}:{port}", "tcp", connect_tcp, settings))
-    return found
+    return match_files(found, configs)
+
+
+def android_files(paths: Sequence[str | Path]) -> list[DeviceConfig]:
+    """The Android device files among `paths` (a folder stands for its *.yaml files); a file
+    that is not a valid device file is an error naming it."""
+    configs = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        elif path.exists():
+            files = [path]
+        else:
+            raise LatkitError(f"--device-files {path}: no such file or folder")
+        configs += [c for c in map(load_device, files) if c.android is not None]
+    return configs
+
+
+def reaches(settings: AndroidSettings, phone: PhoneRow) -> bool:
+    """Whether a device file's android settings would connect to `phone`."""
+    if settings.transport == "tcp":
+        return phone.serial == f"{settings.host}:{settings.port}"
+    if settings.serial:
+        return phone.serial == settings.serial
+    return settings.transport == "usb" and "usb" in phone.transport
+
+
+def where(settings: AndroidSettings) -> str:
+    """Where a device file looks for its phone, in words."""
+    if settings.transport == "tcp":
+        return f"tcp {settings.host}:{settings.port}; check it with --tcp {settings.host}:{settings.port}"
+    return f"{settings.transport} serial {settings.serial or '(any)'}"
+
+
+def match_files(found: Discovery, configs: Sequence[DeviceConfig]) -> Discovery:
+    """`found` with each phone's matching device files, and the files that match no phone."""
+    phones = [
+        replace(
+            phone,
+            files=tuple(
+                c.source or c.name for c in configs if c.android and reaches(c.android, phone)
+            ),
+        )
+        for phone in found.phones
+    ]
+    unmatched = [
+        f"{c.source or c.name} ({where(c.android)})"
+        for c in configs
+        if c.android and not any(reaches(c.android, p) for p in found.phones)
+    ]
+    return Discovery(phones, found.notes, unmatched)
 
 
 def _from_server(server: AdbServer, found: Discovery) -> set[str]:

@@ -29,17 +29,26 @@ def profile_space(
     raw_dir: Path = Path("data/raw"),
     reporter: Reporter | None = None,
 ) -> ProfileSummary:
-    """Measure every distinct op of `space` (the first `limit`, if given) on the device."""
-    if keep_files and config.kind != "android":
-        raise LatkitError("--keep applies to Android devices only (files pushed to a phone)")
+    """Measure every distinct op of `space` (the first `limit`, if given) on the device.
+
+    The unit of work of a fleet too: `latkit.workflows.fleet` runs it once per device, each in
+    its own process with its own connection to the store."""
+    check_options(config, keep_files)
     ops = space.distinct_ops()[:limit] if limit else space.distinct_ops()
     options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
     if reporter is not None:
         options = replace(options, reporter=reporter)
     profiler = get_profiler(config, options)
     try:
-        return profile_ops(
-            profiler, ops, store, fresh=fresh, description=f"profiling {config.name}"
-        )
+        return profile_ops(profiler, ops, store, fresh=fresh)
     finally:
         profiler.close()
+
+
+def check_options(config: DeviceConfig, keep_files: bool) -> None:
+    """Refuse options the device cannot use, before anything runs."""
+    if keep_files and config.kind != "android":
+        raise LatkitError(
+            f"--keep applies to Android devices only (files pushed to a phone), not {config.name} "
+            f"(kind {config.kind})"
+        )

@@ -5,12 +5,18 @@ when its sha256 on the phone differs), then per batch of `batch_push` ops: write
 `.tflite`, push the batch, and run `taskset <mask> benchmark_model --graph=...` for every op,
 `timing.rounds` times, interleaved across the batch so heat and drift spread over all ops.
 
-Statistics come from benchmark_model's own summary line per run (count, avg, std, min, max and,
-on current builds, median), because it prints no raw times. Rounds are pooled exactly for mean and
-std; the median is the median of the rounds' medians (their averages where a build prints none);
-p10/p90 are mean ∓ 1.2816·std clipped to [min, max], the normal approximation. CV is across rounds,
-as for every other profiler, but of the rounds' averages: benchmark_model prints medians in whole
-microseconds, which would round the CV of a 50 µs op to zero.
+Timing goes through the shared interleaved loop (`latkit.profilers.timing.interleave`): rounds
+interleaved across the batch, unstable ops given more rounds that are pooled with the first ones,
+and ops still unstable flagged. Every round is a new benchmark_model process that loads the op
+again, so every round gets the full `warmup`, not the host's short re-warm.
+
+Statistics are derived from benchmark_model's summary line per run (count, avg, std, min, max
+and, on current builds, median), because it prints no raw times; rows say so (`exact` false).
+Rounds are pooled exactly for mean and std; the median is the median of the rounds' medians (their
+averages where a build prints none); p10/p90 are unknown (NaN), since a summary holds no
+percentiles. CV is across rounds, as for every other profiler, but of the rounds' averages:
+benchmark_model prints medians in whole microseconds, which would round the CV of a 50 µs op to
+zero.
 
 Heat: the temperature is read before every run. Above `max_temperature_c` the run waits, with a
 visible message, polling until the phone is cool again, for at most `cooldown_s`; a phone that does
@@ -30,11 +36,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
+from latkit.profilers.android import EMULATED_LABEL
 from latkit.profilers.android.connection import AdbError, Connection, connect
 from latkit.profilers.android.device import (
     ABI_MACHINES,
@@ -46,19 +55,18 @@ from latkit.profilers.android.device import (
 from latkit.profilers.android.parser import BenchmarkParseError, RunStats, parse_benchmark_output
 from latkit.profilers.base import MeasuredOp, Profiler, ProfilerOptions
 from latkit.profilers.tflite_writer import export_tflite
-from latkit.profilers.timing import chunks
+from latkit.profilers.timing import Outcome, chunks, interleave
 from latkit.records import Environment, Stats, arch_id
 from latkit.spaces import Network
 
 BENCHMARK = "benchmark_model"
-EMULATED_LABEL = "emulated phone: host-CPU numbers"
 #: benchmark_model flags per `delegate`
 DELEGATE_FLAGS: dict[str, tuple[str, ...]] = {
     "cpu": ("--use_xnnpack=true",),
     "gpu": ("--use_gpu=true",),
     "nnapi": ("--use_nnapi=true",),
 }
-Z90 = 1.2815515655446004  # the standard normal's 90th percentile
+UNKNOWN = float("nan")
 RUN_TIMEOUT_S = 900.0
 
 
@@ -67,28 +75,48 @@ def pooled_stats(runs: Sequence[RunStats]) -> Stats:
     total = sum(r.count for r in runs)
     mean = sum(r.count * r.avg_us for r in runs) / total
     var = sum(r.count * (r.std_us**2 + (r.avg_us - mean) ** 2) for r in runs) / total
-    std = math.sqrt(var)
     medians = [r.median_us if r.median_us is not None else r.avg_us for r in runs]
-    low, high = min(r.min_us for r in runs), max(r.max_us for r in runs)
-    median = statistics.median(medians)
     averages = [r.avg_us for r in runs]
     cv = 0.0
     if len(averages) > 1 and statistics.fmean(averages) > 0:
         cv = statistics.stdev(averages) / statistics.fmean(averages)
-    p10 = min(max(mean - Z90 * std, low), median)
-    p90 = max(min(mean + Z90 * std, high), median)
     ms = 1e-3
     return Stats(
-        median_ms=median * ms,
+        median_ms=statistics.median(medians) * ms,
         mean_ms=mean * ms,
-        std_ms=std * ms,
-        min_ms=low * ms,
-        max_ms=high * ms,
-        p10_ms=p10 * ms,
-        p90_ms=p90 * ms,
+        std_ms=math.sqrt(var) * ms,
+        min_ms=min(r.min_us for r in runs) * ms,
+        max_ms=max(r.max_us for r in runs) * ms,
+        p10_ms=UNKNOWN,
+        p90_ms=UNKNOWN,
         cv=cv,
         runs=total,
+        exact=False,
     )
+
+
+@dataclass(frozen=True)
+class SummaryRounds:
+    """One op's benchmark_model runs, one per round, and the hottest reading around them."""
+
+    runs: tuple[RunStats, ...]
+    temperature_c: float | None
+
+    @property
+    def cv(self) -> float:
+        return pooled_stats(self.runs).cv
+
+    @property
+    def timed_s(self) -> float:
+        return timed_seconds(self.runs)
+
+    def stats(self) -> Stats:
+        return pooled_stats(self.runs)
+
+    @classmethod
+    def pool(cls, _index: int, rounds: Sequence[tuple[RunStats, float | None]]) -> SummaryRounds:
+        temps = [t for _, t in rounds if t is not None]
+        return cls(tuple(run for run, _ in rounds), max(temps) if temps else None)
 
 
 def timed_seconds(runs: Sequence[RunStats]) -> float:
@@ -200,7 +228,7 @@ class AndroidProfiler(Profiler):
         self.phone = phone
         return phone
 
-    def environment(self) -> Environment:
+    def runtime_environment(self) -> Environment:
         self.ready()
         facts = self.facts
         assert facts is not None
@@ -341,12 +369,12 @@ class AndroidProfiler(Profiler):
             raw = self.save_raw(what, argv, result.exit_code, output)
             raise BenchmarkParseError(f"{what}: {exc}; raw output saved to {raw}") from None
 
-    def timed_run(self, graph: str, what: str) -> tuple[RunStats, float | None]:
+    def timed_run(self, graph: str, what: str, warmup: int) -> tuple[RunStats, float | None]:
         """One cool run: wait for the phone to be cool, run, re-check; retake a run that got hot."""
         limit = self.settings.max_temperature_c
         before = self.cool_down(self._temperature)
         for _ in range(self.plan.max_retries + 1):
-            run = self.benchmark(graph, what).inference
+            run = self.benchmark(graph, what, warmup=warmup).inference
             after = self.temperature()
             self._temperature = after
             if after is None or after <= limit:
@@ -368,34 +396,15 @@ class AndroidProfiler(Profiler):
         self,
         items: Sequence[tuple[str, str]],
         tick: Callable[[], None] | None = None,
-    ) -> list[tuple[list[RunStats], float | None]]:
-        """`timing.rounds` runs per (graph, label), interleaved; unstable ones measured again.
-
-        Like the host timing loop: a re-measure takes fresh rounds and keeps the set with the
-        lower CV, at most `max_retries` times.
-        """
-        best: list[tuple[list[RunStats], float | None] | None] = [None] * len(items)
-        pending = list(range(len(items)))
-        for attempt in range(self.plan.max_retries + 1):
-            fresh: dict[int, list[RunStats]] = {i: [] for i in pending}
-            temps: dict[int, list[float]] = {i: [] for i in pending}
-            for _ in range(self.plan.rounds):
-                for i in pending:
-                    run, temp = self.timed_run(*items[i])
-                    fresh[i].append(run)
-                    if temp is not None:
-                        temps[i].append(temp)
-                    if tick and attempt == 0:
-                        tick()
-            for i in pending:
-                hottest = max(temps[i]) if temps[i] else None
-                previous = best[i]
-                if previous is None or pooled_stats(fresh[i]).cv < pooled_stats(previous[0]).cv:
-                    best[i] = (fresh[i], hottest)
-            pending = [i for i in pending if pooled_stats(best[i][0]).cv > self.plan.max_cv]  # type: ignore[index]
-            if not pending:
-                break
-        return [b for b in best if b is not None]
+    ) -> list[Outcome[SummaryRounds]]:
+        """Every (graph, label) through the shared interleaved loop, one run per round."""
+        return interleave(
+            [partial(self.timed_run, graph, what) for graph, what in items],
+            SummaryRounds.pool,
+            self.plan,
+            rewarm=self.plan.warmup,
+            on_op_round=lambda _i: tick() if tick else None,
+        )
 
     # --- Profiler API -------------------------------------------------------------------------
 
@@ -422,9 +431,10 @@ class AndroidProfiler(Profiler):
                 with self.spending("push"):
                     items.append((phone.push(name, model), op.key))
                 self._pushed.add(name)
-            results = self.measure_rounds(items, tick)
-            for op, (runs, temp) in zip(batch, results):
-                on_measured(MeasuredOp(op, pooled_stats(runs), timed_seconds(runs), temp))
+            outcomes = self.measure_rounds(items, tick)
+            for op, outcome in zip(batch, outcomes):
+                temperature = outcome.measurement.temperature_c
+                on_measured(MeasuredOp.from_outcome(op, outcome, temperature))
             if not self.options.keep_files:
                 names = [file_name("op", op.key) for op in batch]
                 phone.remove(*names)
@@ -437,11 +447,11 @@ class AndroidProfiler(Profiler):
         name = file_name("net", arch_id(ops))
         remote = phone.push(name, export_tflite(ops))
         self._pushed.add(name)
-        ((runs, temp),) = self.measure_rounds([(remote, f"network {network.name or name}")])
+        (outcome,) = self.measure_rounds([(remote, f"network {network.name or name}")])
         if not self.options.keep_files:
             phone.remove(name)
             self._pushed.discard(name)
-        return MeasuredOp(None, pooled_stats(runs), timed_seconds(runs), temp)
+        return MeasuredOp.from_outcome(None, outcome, outcome.measurement.temperature_c)
 
 
 def _first_error(output: str) -> str:

@@ -1,0 +1,375 @@
+"""Every CLI command through a matrix of bad inputs, as a user types them.
+
+Each cell runs the real entry point (`latkit.cli.main`, in this process for speed) and asserts
+what a user must get: exit status 2, exactly one line on stderr that names the bad thing, no
+traceback anywhere, and the store exactly as it was. The matrix is a table: a command added
+later slots in with one line per bad input it takes.
+
+Cases: missing file, unreadable file (a folder where a file belongs: unreadable even to root),
+wrong format, empty store, unknown device, unwritable output folder (a file in the way),
+read-only store, bad numbers (and usage errors).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from readonly_support import read_only
+
+from latkit.cli import app, main
+from latkit.ops import OpSpec
+from latkit.records import Environment, Stats
+from latkit.store import MeasurementStore
+from tests.conftest import write_device
+
+CASES = (
+    "missing file",
+    "unreadable file",
+    "wrong format",
+    "empty store",
+    "unknown device",
+    "unwritable output folder",
+    "read-only store",
+    "bad numbers",
+)
+
+
+class World:
+    """Files for every case."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.device = str(write_device(root / "dev.yaml"))
+        self.missing = str(root / "missing.yaml")
+        self.folder = root / "folder.yaml"
+        self.folder.mkdir()
+        self.garbage = root / "garbage.yaml"
+        self.garbage.write_text("- just\n- a list\n")
+        self.not_json = root / "not.config"
+        self.not_json.write_text("{ this is not json")
+        self.blocker = root / "blocker"
+        self.blocker.write_text("a file where a folder must go")
+        self.out = str(self.blocker / "out")
+        self.bad_csv = root / "bad.csv"
+        self.bad_csv.write_text("type,input_hw,cin,cout,latency_ms\nconv,8,3,8,-1\n")
+        self.wrong_csv = root / "wrong.csv"
+        self.wrong_csv.write_text("name,value\na,1\n")
+        self.twin = str(write_device(root / "twin.yaml"))  # a second file naming test-cpu
+        self.db = str(root / "full" / "s.sqlite")
+        self.empty_db = str(root / "empty" / "s.sqlite")
+        self.not_db = root / "not.sqlite"
+        self.not_db.write_text("not a database at all, but long enough to look like a file")
+        MeasurementStore(self.empty_db).close()
+        with MeasurementStore(self.db) as store:
+            store.register_device(load_config(self.device))
+            env = Environment("onnxruntime", "1", 1, 1, "cpu")
+            for cout in (8, 16, 24):
+                stats = Stats(1.0, 1.0, 0.1, 0.9, 1.1, 0.95, 1.05, 0.01, 10, exact=True)
+                store.add("test-cpu", OpSpec("conv", 8, 3, cout, kernel=3), stats, env)
+
+
+def load_config(path: str):
+    from latkit.devices import load_device
+
+    return load_device(path)
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One cell: `latkit COMMAND ARGS` must fail naming `names` (a substring of the line)."""
+
+    command: str
+    case: str
+    args: Callable[[World], list[str]]
+    names: Callable[[World], str]
+    #: which store --db points at: "full", "empty", "read-only", None (the command has no --db)
+    db: str | None = "full"
+
+    @property
+    def id(self) -> str:
+        return f"{self.command}: {self.case}: {' '.join(self.args(_IDS))}"
+
+
+def _w(attr: str) -> Callable[[World], str]:
+    return lambda w: str(getattr(w, attr))
+
+
+def _text(text: str) -> Callable[[World], str]:
+    return lambda w: text
+
+
+DEV = ["--device", "test-cpu"]
+MATRIX = [
+    # profile
+    Bad("profile", "missing file", lambda w: ["--device", w.missing], _w("missing")),
+    Bad("profile", "unreadable file", lambda w: ["--device", str(w.folder)], _w("folder")),
+    Bad("profile", "wrong format", lambda w: ["--device", str(w.garbage)], _w("garbage")),
+    Bad("profile", "wrong format", lambda w: ["--device", w.device], _w("not_db"), db="not-db"),
+    Bad(
+        "profile",
+        "wrong format",
+        lambda w: ["--device", w.device, "--space", str(w.garbage)],
+        _w("garbage"),
+    ),
+    Bad("profile", "missing file", lambda w: [*DEV, "--space", w.missing], _w("missing")),
+    Bad("profile", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
+    Bad("profile", "unknown device", lambda w: [*DEV, "--device", w.twin], _text("test-cpu")),
+    Bad("profile", "bad numbers", lambda w: [*DEV, "--limit", "0"], _text("--limit")),
+    Bad("profile", "bad numbers", lambda w: [*DEV, "--limit", "many"], _text("--limit")),
+    Bad("profile", "bad numbers", lambda w: [*DEV, "--keep"], _text("--keep")),
+    Bad("profile", "unwritable output folder", lambda w: [*DEV, "--json", w.out], _w("blocker")),
+    Bad("profile", "read-only store", lambda w: ["--device", w.device], _text("s.sqlite"), "ro"),
+    # measurements
+    Bad("measurements", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
+    Bad("measurements", "missing file", lambda w: ["--device", w.missing], _w("missing")),
+    Bad(
+        "measurements", "empty store", lambda w: ["--device", w.device], _text("test-cpu"), "empty"
+    ),
+    Bad(
+        "measurements", "unwritable output folder", lambda w: [*DEV, "--csv", w.out], _w("blocker")
+    ),
+    # spaces
+    Bad("spaces", "bad numbers", lambda w: ["--many"], _text("--many"), None),
+    # time-network
+    Bad("time-network", "missing file", lambda w: [*DEV, "--arch", w.missing], _w("missing")),
+    Bad("time-network", "unreadable file", lambda w: [*DEV, "--arch", str(w.folder)], _w("folder")),
+    Bad(
+        "time-network", "wrong format", lambda w: [*DEV, "--arch", str(w.not_json)], _w("not_json")
+    ),
+    Bad("time-network", "unknown device", lambda w: ["--device", "x", "--arch", "a"], _text("'x'")),
+    Bad(
+        "time-network",
+        "unwritable output folder",
+        lambda w: [*DEV, "--arch", str(w.not_json), "--json", w.out],
+        _w("blocker"),
+    ),
+    # export
+    Bad("export", "unwritable output folder", lambda w: ["--out", w.out], _w("blocker"), None),
+    Bad(
+        "export", "missing file", lambda w: ["--out", "o", "--arch", w.missing], _w("missing"), None
+    ),
+    Bad(
+        "export",
+        "wrong format",
+        lambda w: ["--out", "o", "--arch", str(w.not_json)],
+        _w("not_json"),
+        None,
+    ),
+    Bad(
+        "export",
+        "wrong format",
+        lambda w: ["--out", "o", "--space", str(w.garbage)],
+        _w("garbage"),
+        None,
+    ),
+    Bad("export", "bad numbers", lambda w: ["--out", "o", "--batch", "0"], _text("--batch"), None),
+    Bad(
+        "export", "bad numbers", lambda w: ["--out", "o", "--format", "x"], _text("--format"), None
+    ),
+    # devices
+    Bad("devices", "bad numbers", lambda w: ["--no-usb", "--tcp", "phone"], _text("phone"), None),
+    Bad(
+        "devices",
+        "missing file",
+        lambda w: ["--no-usb", "--device-files", w.missing],
+        _w("missing"),
+        None,
+    ),
+    Bad(
+        "devices",
+        "wrong format",
+        lambda w: ["--no-usb", "--device-files", str(w.garbage)],
+        _w("garbage"),
+        None,
+    ),
+    # emulate-phone
+    Bad("emulate-phone", "bad numbers", lambda w: ["--port", "0"], _text("--port"), None),
+    Bad("emulate-phone", "bad numbers", lambda w: ["--temperatures", "hot"], _text("hot"), None),
+    Bad(
+        "emulate-phone",
+        "missing file",
+        lambda w: ["--auth", "--authorized-key", w.missing],
+        _w("missing"),
+        None,
+    ),
+    Bad(
+        "emulate-phone",
+        "unwritable output folder",
+        lambda w: ["--root", w.out],
+        _w("blocker"),
+        None,
+    ),
+    # fit
+    Bad("fit", "empty store", lambda w: ["--device", w.device], _text("test-cpu"), "empty"),
+    Bad("fit", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
+    Bad("fit", "missing file", lambda w: ["--device", w.missing], _w("missing")),
+    Bad("fit", "unreadable file", lambda w: ["--device", str(w.folder)], _w("folder")),
+    Bad("fit", "wrong format", lambda w: ["--device", str(w.garbage)], _w("garbage")),
+    Bad("fit", "missing file", lambda w: [*DEV, "--networks", w.missing], _w("missing")),
+    Bad("fit", "wrong format", lambda w: [*DEV, "--networks", str(w.not_json)], _w("not_json")),
+    Bad("fit", "bad numbers", lambda w: [*DEV, "--test-fraction", "2"], _text("--test-fraction")),
+    Bad("fit", "unwritable output folder", lambda w: [*DEV, "--json", w.out], _w("blocker")),
+    Bad("fit", "unwritable output folder", lambda w: [*DEV, "--data-dir", w.out], _w("blocker")),
+    # validate
+    Bad("validate", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
+    Bad("validate", "bad numbers", lambda w: [*DEV, "--networks", "0"], _text("--networks")),
+    Bad("validate", "missing file", lambda w: [*DEV, "--space", w.missing], _w("missing")),
+    Bad("validate", "empty store", lambda w: ["--device", w.device], _text("predictor"), "empty"),
+    Bad(
+        "validate", "unwritable output folder", lambda w: [*DEV, "--data-dir", w.out], _w("blocker")
+    ),
+    Bad("validate", "unwritable output folder", lambda w: [*DEV, "--json", w.out], _w("blocker")),
+    # import-lut
+    Bad("import-lut", "missing file", lambda w: [w.missing, *DEV], _w("missing")),
+    Bad("import-lut", "unreadable file", lambda w: [str(w.folder), *DEV], _w("folder")),
+    Bad("import-lut", "wrong format", lambda w: [str(w.garbage), *DEV], _w("garbage")),
+    Bad(
+        "import-lut", "unknown device", lambda w: [str(w.garbage), "-d", "no way"], _text("no way")
+    ),
+    # export-lut
+    Bad(
+        "export-lut",
+        "empty store",
+        lambda w: [*DEV, "--format", "ofa", "--out", "x"],
+        _text("test-cpu"),
+        "empty",
+    ),
+    Bad(
+        "export-lut",
+        "unknown device",
+        lambda w: ["-d", "nosuch", "--format", "ofa", "--out", "x"],
+        _text("nosuch"),
+    ),
+    Bad(
+        "export-lut",
+        "bad numbers",
+        lambda w: [*DEV, "--format", "x", "--out", "x"],
+        _text("--format"),
+    ),
+    Bad(
+        "export-lut",
+        "unwritable output folder",
+        lambda w: [*DEV, "--format", "ofa", "--out", w.out],
+        _w("blocker"),
+    ),
+    # import-measurements
+    Bad("import-measurements", "missing file", lambda w: [w.missing, *DEV], _w("missing")),
+    Bad("import-measurements", "unreadable file", lambda w: [str(w.folder), *DEV], _w("folder")),
+    Bad("import-measurements", "wrong format", lambda w: [str(w.wrong_csv), *DEV], _w("wrong_csv")),
+    Bad("import-measurements", "bad numbers", lambda w: [str(w.bad_csv), *DEV], _w("bad_csv")),
+    Bad(
+        "import-measurements",
+        "read-only store",
+        lambda w: [str(w.root / "good.csv"), "-d", "imported"],
+        _text("s.sqlite"),
+        "ro",
+    ),
+    # search
+    Bad(
+        "search", "unknown device", lambda w: ["-d", "nosuch", "--target-ms", "1"], _text("nosuch")
+    ),
+    Bad("search", "missing file", lambda w: ["-d", w.missing, "--target-ms", "1"], _w("missing")),
+    Bad("search", "bad numbers", lambda w: [*DEV, "--target-ms", "fast"], _text("--target-ms")),
+    Bad("search", "bad numbers", lambda w: [*DEV, "--target-ms", "-1"], _text("--target-ms")),
+    Bad(
+        "search",
+        "bad numbers",
+        lambda w: [*DEV, "--target-ms", "1", "--epochs", "-1"],
+        _text("--epochs"),
+    ),
+    Bad(
+        "search",
+        "empty store",
+        lambda w: ["-d", w.device, "--target-ms", "1"],
+        _text("predictor"),
+        "empty",
+    ),
+    Bad(
+        "search",
+        "unwritable output folder",
+        lambda w: [*DEV, "--target-ms", "1", "--json", w.out],
+        _w("blocker"),
+    ),
+    Bad(
+        "search",
+        "unwritable output folder",
+        lambda w: [*DEV, "--target-ms", "1", "--out", w.out],
+        _w("blocker"),
+    ),
+    # quickstart
+    Bad("quickstart", "bad numbers", lambda w: ["--networks", "1"], _text("--networks")),
+    Bad("quickstart", "unwritable output folder", lambda w: ["--json", w.out], _w("blocker")),
+    Bad("quickstart", "unwritable output folder", lambda w: ["--data-dir", w.out], _w("blocker")),
+    Bad("quickstart", "wrong format", lambda w: [], _w("not_db"), db="not-db"),
+    Bad("quickstart", "read-only store", lambda w: [], _text("s.sqlite"), db="ro"),
+]
+
+
+class _Placeholder(World):
+    """Stand-in paths for readable test ids."""
+
+    def __init__(self) -> None:
+        for name in ("device", "missing", "folder", "garbage", "not_json", "out", "twin"):
+            setattr(self, name, f"<{name}>")
+        self.blocker = "<blocker>"
+        self.bad_csv, self.wrong_csv = "<bad.csv>", "<wrong.csv>"
+        self.root = Path("<root>")
+
+
+_IDS = _Placeholder()
+
+
+def test_every_command_and_every_case_is_covered():
+    commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    assert commands <= {bad.command for bad in MATRIX}, "a command without bad-input cells"
+    assert {bad.case for bad in MATRIX} == set(CASES)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    world = World(tmp_path_factory.mktemp("world"))
+    (world.root / "good.csv").write_text("type,input_hw,cin,cout,latency_ms\nconv,8,3,8,0.5\n")
+    return world
+
+
+def dump(db: Path) -> list:
+    """Every row of every table of a SQLite store, in a stable order."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return [(t, sorted(map(repr, conn.execute(f"SELECT * FROM {t}")))) for t in sorted(tables)]
+    except sqlite3.DatabaseError:
+        return [db.read_bytes()]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("bad", MATRIX, ids=lambda b: b.id)
+def test_bad_input_fails_in_one_line_and_changes_nothing(bad, world, capsys, monkeypatch):
+    monkeypatch.chdir(world.root)  # relative outputs ("o", "x") land in the world, not the repo
+    stores = {"full": world.db, "empty": world.empty_db, "not-db": str(world.not_db)}
+    guard = read_only(Path(world.db).parent) if bad.db == "ro" else nullcontext(None)
+    with guard as ro_folder:
+        db = str(ro_folder / "s.sqlite") if ro_folder else stores.get(bad.db or "", "")
+        before = dump(Path(db)) if db else None
+        argv = ["latkit", bad.command, *bad.args(world), *(["--db", db] if bad.db else [])]
+        monkeypatch.setattr(sys, "argv", argv)
+        monkeypatch.setenv("COLUMNS", "80")
+        with pytest.raises(SystemExit) as exited:
+            main()
+        after = dump(Path(db)) if db else None
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exited.value.code == 2, f"exit {exited.value.code}\n{out}\n{err}"
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    assert "Traceback" not in out + err
+    assert bad.names(world) in lines[0], lines[0]
+    assert before == after, "the store changed"
