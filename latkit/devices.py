@@ -45,7 +45,7 @@ class Timing(_Strict):
     `rewarm` untimed samples before each later one (the op stays loaded, only caches need
     refilling), `rounds` rounds interleaved across ops, and up to `max_retries` times `rounds` more
     rounds for an op whose rounds' CV exceeds `max_cv`. A sample is one call, or, for microsecond
-    ops (a call under a tenth of `min_block_ms`), a block of calls lasting at least `min_block_ms`
+    ops (a call under a hundredth of `min_block_ms`), a block of calls lasting at least `min_block_ms`
     (0: always one call). The plan is part of every row's environment fingerprint, so rows timed
     differently never mix."""
 

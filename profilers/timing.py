@@ -13,7 +13,7 @@ pools them and decides retries.
 
 Clocks are explicit about synchronisation: a clock synchronises the device before every host-clock
 read, so asynchronous runtimes (CUDA) are timed for execution, not for launch. Microsecond ops (a
-call under a tenth of `min_block_ms`) are called in blocks between two clock reads, each lasting at
+call under a hundredth of `min_block_ms`, 10 µs by default) are called in blocks between two clock reads, each lasting at
 least `min_block_ms`, as `torch.utils.benchmark` does, so the clock's own cost and resolution
 vanish in the block; the per-call time is derived.
 """
@@ -35,7 +35,7 @@ from latkit.records import Stats
 #: the most calls one clock read covers (a 0.1 µs call reaches 1 ms at 10^4)
 MAX_BLOCK = 10_000
 #: ops faster than this share of `min_block_ms` are timed in blocks
-BLOCK_BELOW = 0.1
+BLOCK_BELOW = 0.01
 #: warm single calls timed, at least, to tell a microsecond op from a longer one
 SIZING_CALLS = 3
 
@@ -218,8 +218,8 @@ def time_block(run: Runner, clock: Clock, calls: int) -> float:
 def block_size(
     run: Runner, clock: Clock, min_block_ms: float, single_ms: float | None = None
 ) -> int:
-    """Calls per clock read: 1 for an op whose call takes at least a tenth of `min_block_ms`
-    (a clock read, about a microsecond, is then under 1% of it); for faster, microsecond ops, a
+    """Calls per clock read: 1 for an op whose call takes at least a hundredth of `min_block_ms`
+    (a host clock read, about 0.1 µs, is then at most 1% of it); for faster, microsecond ops, a
     block sized so one read covers at least `min_block_ms`, found by timing growing blocks as
     `torch.utils.benchmark` does. Longer blocks than needed would only collect more preemptions
     on a shared machine. `single_ms`: one warm call's time, when already known."""

@@ -171,9 +171,9 @@ def test_microsecond_ops_are_timed_in_blocks_of_at_least_a_millisecond():
     assert stats.block < 2 * plan.min_block_ms / 0.004
     assert stats.median_ms == pytest.approx(0.004, rel=0.01)  # per-call time, derived
     assert stats.runs == 10 and outcome.timed_s == pytest.approx(10 * stats.block * 4e-6, rel=0.01)
-    # ops above a tenth of min_block_ms are timed one call per read, those below in blocks
-    assert block_size(lambda: state.update(t=state["t"] + 0.0002), clock, 1.0) == 1
-    assert block_size(lambda: state.update(t=state["t"] + 0.00005), clock, 1.0) >= 20
+    # ops above a hundredth of min_block_ms are timed one call per read, those below in blocks
+    assert block_size(lambda: state.update(t=state["t"] + 0.00002), clock, 1.0) == 1
+    assert block_size(lambda: state.update(t=state["t"] + 0.000005), clock, 1.0) >= 200
 
 
 def test_measurement_statistics():

@@ -18,7 +18,7 @@ from latkit.cli.app import (
     resolve_device,
     writable_file,
 )
-from latkit.cli.output import console, labelled, print_fields, reporting
+from latkit.cli.output import console, labelled, print_fields, reporting, wrap
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
 
@@ -77,11 +77,12 @@ def profile(
     console.print(_profile_table(outcomes))
     for outcome in outcomes:
         if outcome.summary and outcome.summary.unstable:
-            console.print(
+            text = (
                 f"{outcome.device}: {len(outcome.summary.unstable)} op(s) still above max_cv "
-                "after every retry, stored with unstable = true:",
-                style="yellow",
+                "after every retry, stored with unstable = true:"
             )
+            for line in wrap(text, console.width):
+                console.print(line, style="yellow", soft_wrap=True)
             for key in outcome.summary.unstable:
                 console.print(f"  {key}", soft_wrap=True)
         if outcome.error:
