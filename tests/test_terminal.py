@@ -118,7 +118,7 @@ def _problems(sections: dict[str, list[str]], width: int) -> list[str]:
                 problems.append(f"{where}: a line of {len(line)} columns: {line}")
             if any(int(done) > int(total) for done, total in COUNT.findall(line)):
                 problems.append(f"{where}: a count past its total: {line}")
-            if "//" in line:
+            if re.search(r"(?<!:)//", line):
                 problems.append(f"{where}: a placeholder lost to markup: {line}")
             if "…" in line:
                 problems.append(f"{where}: text cut off: {line}")

@@ -17,7 +17,8 @@ def devices(
     adb_server: str = typer.Option(
         None,
         "--adb-server",
-        help="adb server to ask (default 127.0.0.1:$ANDROID_ADB_SERVER_PORT or :5037).",
+        help="adb server to ask, as HOST:PORT (default: 127.0.0.1, port 5037 or the "
+        "ANDROID_ADB_SERVER_PORT variable, as adb does).",
         show_default=False,
     ),
     tcp: list[str] = typer.Option(

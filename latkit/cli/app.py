@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 DB_HELP = (
-    "Measurement store: a SQLite file, or a PostgreSQL URL (postgresql://user@host/db) that "
+    "Measurement store: a SQLite file, or a postgresql:// URL (user, host and database) that "
     "several profiling hosts share."
 )
 DEFAULT_DB = "data/latkit.sqlite"

@@ -97,7 +97,8 @@ def search(
     dataset: str = typer.Option(
         "digits",
         help="digits (bundled with scikit-learn), cifar10:DIR (extracted python batches) or "
-        "imagefolder:DIR (DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg; needs latkit[vision]).",
+        "imagefolder:DIR (a train and a val folder, each with one folder of images per class; "
+        "needs latkit[vision]).",
     ),
     epochs: int = typer.Option(8, min=0, help="Search epochs (weights and architecture)."),
     warmup_epochs: int = typer.Option(
