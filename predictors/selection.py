@@ -77,10 +77,13 @@ class Selection:
 def select(
     ops: Sequence[OpSpec], latencies_ms: np.ndarray, families: Sequence[str], seed: int = 0
 ) -> Selection:
-    """Score every family on the same splits of (ops, latencies) and keep the best per kind."""
+    """Score every family on the same splits of (ops, latencies) and keep the best per kind.
+    Below `MIN_ROWS_TO_SELECT` rows nothing is scored: the cost model, which needs the fewest
+    rows, answers (or the one family asked for)."""
     y = np.asarray(latencies_ms, dtype=float)
     if len(ops) < MIN_ROWS_TO_SELECT:
-        return Selection("additive", "additive")
+        fallback = families[0] if len(families) == 1 else "additive"
+        return Selection(fallback, fallback)
     random, wide = selection_splits(ops, FOLDS, seed)
 
     def fitted(family: str, rows: np.ndarray):

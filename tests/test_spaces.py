@@ -284,3 +284,23 @@ def test_load_arch_says_what_it_reads(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(LatkitError, match="one JSON object"):
         load_arch(path)
+
+
+def test_the_search_builds_and_prices_a_supernet_of_a_new_space():
+    """The search's interface (layers, fixed ops, build_op) is all a new space needs."""
+    import torch
+
+    from latkit.predictors import LatencyPredictor
+    from latkit.search.latency import LatencyTable
+    from latkit.search.supernet import SuperNet
+
+    space = load_space("fbnet-cifar")
+    supernet = SuperNet(space, seed=0)
+    supernet.sample("weights")
+    out = supernet(torch.randn(2, 3, 32, 32))
+    out.sum().backward()
+    assert out.shape == (2, 100) and len(supernet.mixed) == 22
+    ops = space.distinct_ops()
+    predictor = LatencyPredictor(family="additive").fit(ops, [1e-6 * op.macs + 0.01 for op in ops])
+    table = LatencyTable.from_predictor(predictor, space)
+    assert table.fastest()[1] < table.slowest()[1]
