@@ -1,8 +1,9 @@
 """Fit a device's predictor from its rows in the measurement store, and find it again later.
 
-The held-out figures are honest: the families are compared, and the winner picked, on the
-training rows only; the test rows are then predicted by the model alone (no table hits). The saved
-predictor is the winning family refit on every row, with every row in its table.
+The held-out figures are honest: the families are compared, the kept ones picked and the
+intervals calibrated on the training rows only; the test rows are then predicted by the models
+alone (no table hits). The saved predictor is selected and refit the same way on every row, with
+every row in its table.
 """
 
 from __future__ import annotations
