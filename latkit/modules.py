@@ -17,6 +17,7 @@ from latkit.registry import Registry
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu6": lambda: nn.ReLU6(inplace=False),
     "hswish": lambda: nn.Hardswish(inplace=False),
+    "relu": lambda: nn.ReLU(inplace=False),
 }
 
 
@@ -48,8 +49,23 @@ class SqueezeExcite(nn.Module):
         return x * nn.functional.hardsigmoid(scale)
 
 
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle as the fixed channel permutation it is: channel i of group g
+    moves to i * groups + g. A gather of channels needs no spatial size, so it exports shape-free
+    (ONNX Gather, LiteRT GATHER)."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        order = torch.arange(channels).reshape(groups, channels // groups).t().reshape(-1)
+        self.register_buffer("order", order, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(x, 1, self.order)
+
+
 class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand (skipped at ratio 1), depthwise kxk, optional SE, 1x1 project."""
+    """Inverted residual: 1x1 expand (an `mbconv` skips it at ratio 1, FBNet's `irf` keeps it),
+    channel shuffle after a grouped `irf` expansion, depthwise kxk, optional SE, 1x1 project."""
 
     def __init__(self, spec: OpSpec) -> None:
         super().__init__()
@@ -57,15 +73,18 @@ class MBConv(nn.Module):
         mid = spec.mid
         self.expand = (
             conv_bn(spec.cin, mid, 1, groups=spec.groups, act=spec.act)
-            if spec.expand != 1
+            if spec.has_expand_conv
             else None
         )
+        self.shuffle = ChannelShuffle(mid, spec.groups) if spec.shuffle else None
         self.depthwise = conv_bn(mid, mid, spec.kernel, spec.stride, groups=mid, act=spec.act)
         self.se = SqueezeExcite(mid) if spec.se else None
         self.project = conv_bn(mid, spec.cout, 1, groups=spec.groups, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.expand(x) if self.expand is not None else x
+        if self.shuffle is not None:
+            out = self.shuffle(out)
         out = self.depthwise(out)
         if self.se is not None:
             out = self.se(out)
@@ -116,6 +135,7 @@ def _conv(spec: OpSpec) -> nn.Module:
 MODULES: Registry[Callable[[OpSpec], nn.Module]] = Registry("op type")
 for _type, _factory in (
     ("mbconv", MBConv),
+    ("irf", MBConv),
     ("zero", Zero),
     ("conv", _conv),
     ("linear", Logits),

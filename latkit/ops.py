@@ -14,8 +14,10 @@ from typing import Any
 
 from latkit.errors import LatkitError
 
-OP_TYPES: tuple[str, ...] = ("mbconv", "zero", "conv", "linear", "pool")
-ACTS: tuple[str, ...] = ("relu6", "hswish")
+OP_TYPES: tuple[str, ...] = ("mbconv", "zero", "conv", "linear", "pool", "irf")
+ACTS: tuple[str, ...] = ("relu6", "hswish", "relu")
+#: op types that are inverted-residual blocks (expand, depthwise, [SE], project, [skip])
+BLOCK_TYPES: frozenset[str] = frozenset({"mbconv", "irf"})
 DIALECTS: tuple[str, ...] = ("proxylessnas", "ofa")
 
 
@@ -33,7 +35,15 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 @dataclass(frozen=True)
 class OpSpec:
-    """One op at one position shape. `expand` is the ratio: mid channels = round(cin * expand)."""
+    """One op at one position shape. `expand` is the ratio: mid channels = round(cin * expand).
+
+    Types: `mbconv` is the MobileNetV2/V3 block (no expansion conv at ratio 1, as ProxylessNAS
+    and once-for-all build it); `irf` is FBNet's block, which keeps the 1x1 expansion conv at
+    ratio 1 and shuffles the channels after it when its 1x1 convs are grouped; `conv` is a conv
+    with batch norm and activation (stems, heads, and FBNet's shortcut where the shape changes);
+    `zero` is ProxylessNAS's zero op, the identity with `skip`; `linear` pools and classifies;
+    `pool` is a global average pool.
+    """
 
     type: str
     input_hw: int
@@ -63,9 +73,14 @@ class OpSpec:
             )
         if not self.expand > 0:
             raise LatkitError(f"op field expand must be positive, got {self.expand!r}")
-        if self.type == "mbconv" and (self.mid % self.groups or self.cout % self.groups):
+        if self.type in BLOCK_TYPES and (
+            self.mid % self.groups
+            or self.cout % self.groups
+            or (self.has_expand_conv and self.cin % self.groups)
+        ):
             raise LatkitError(
-                f"op groups={self.groups} must divide mid={self.mid} and cout={self.cout}"
+                f"op groups={self.groups} must divide cin={self.cin} (when expanding), "
+                f"mid={self.mid} and cout={self.cout}"
             )
         if self.skip and (self.stride != 1 or self.cin != self.cout):
             raise LatkitError("an identity skip needs stride 1 and cin == cout")
@@ -74,6 +89,16 @@ class OpSpec:
     def mid(self) -> int:
         """Channels after the 1x1 expansion."""
         return int(round(self.cin * self.expand))
+
+    @property
+    def has_expand_conv(self) -> bool:
+        """Whether the block starts with a 1x1 expansion conv (FBNet's keeps it at ratio 1)."""
+        return self.type == "irf" or (self.type == "mbconv" and self.expand != 1)
+
+    @property
+    def shuffle(self) -> bool:
+        """FBNet's channel shuffle between a grouped expansion and the depthwise conv."""
+        return self.type == "irf" and self.groups > 1
 
     @property
     def output_hw(self) -> int:
@@ -114,9 +139,9 @@ class OpSpec:
     def macs(self) -> int:
         """Multiply-accumulates of one batch-1 forward pass."""
         h_in, h_out = self.input_hw, self.output_hw
-        if self.type == "mbconv":
+        if self.type in BLOCK_TYPES:
             macs = 0
-            if self.expand != 1:
+            if self.has_expand_conv:
                 macs += h_in * h_in * self.cin * self.mid // self.groups
             macs += h_out * h_out * self.mid * self.kernel * self.kernel
             if self.se:
@@ -133,9 +158,9 @@ class OpSpec:
     @property
     def params(self) -> int:
         """Weights, with batch norm counted as scale and shift (it folds into the convs)."""
-        if self.type == "mbconv":
+        if self.type in BLOCK_TYPES:
             params = 0
-            if self.expand != 1:
+            if self.has_expand_conv:
                 params += self.cin * self.mid // self.groups + 2 * self.mid
             params += self.mid * self.kernel * self.kernel + 2 * self.mid
             if self.se:
@@ -154,8 +179,10 @@ class OpSpec:
         """Float32 bytes read and written between layers (inputs, intermediates, outputs)."""
         h_in, h_out = self.input_hw, self.output_hw
         elems = h_in * h_in * self.cin + h_out * h_out * self.cout
-        if self.type == "mbconv":
-            if self.expand != 1:
+        if self.type in BLOCK_TYPES:
+            if self.has_expand_conv:
+                elems += h_in * h_in * self.mid
+            if self.shuffle:
                 elems += h_in * h_in * self.mid
             elems += h_out * h_out * self.mid
         return 4 * self.batch * elems
@@ -203,14 +230,31 @@ def _as_bool(name: str, value: Any) -> bool:
 # --- key dialects ------------------------------------------------------------------------------
 
 _SHAPE = r"(\d+)x(\d+)x(\d+)"
+_TAGS = r"(?P<rest>(?:-[a-z][a-z0-9_]*:[0-9.]+)*)"
+#: block key names: ProxylessNAS's and once-for-all's `expanded_conv`, and FBNet's block
+_BLOCK_NAMES = {"mbconv": "expanded_conv", "irf": "IRFBlock"}
 _MBCONV = re.compile(
-    rf"^expanded_conv-input:{_SHAPE}-output:{_SHAPE}-expand:([0-9.]+)-kernel:(\d+)-stride:(\d+)"
-    r"-idskip:([01])(?P<rest>(?:-[a-z_]+:[0-9.]+)*)$"
+    rf"^(?P<name>expanded_conv|IRFBlock)-input:{_SHAPE}-output:{_SHAPE}-expand:([0-9.]+)"
+    rf"-kernel:(\d+)-stride:(\d+)-idskip:([01]){_TAGS}$"
 )
-_CONV = re.compile(rf"^(Conv(?:_\d+)?)-input:{_SHAPE}-output:{_SHAPE}(-hs:1)?$")
+_CONV = re.compile(rf"^(Conv(?:_\d+)?)-input:{_SHAPE}-output:{_SHAPE}{_TAGS}$")
 _LOGITS = re.compile(rf"^Logits-input:{_SHAPE}-output:(\d+)$")
 _POOL = re.compile(rf"^AvgPool2D-input:{_SHAPE}-output:{_SHAPE}$")
 _ZERO = re.compile(rf"^Zero-input:{_SHAPE}-output:{_SHAPE}(-idskip:1)?$")
+#: the activation each dialect leaves unsaid: ProxylessNAS runs ReLU6 everywhere; once-for-all
+#: spells `hs:` on every block (hs:0 is ReLU in its MobileNetV3) and runs its convs in h-swish
+#: (its conv keys never said more, so a ReLU6 conv renders there as published tables do)
+_ACT_TAGS: dict[str, dict[str, dict[str, str]]] = {
+    "proxylessnas": {
+        "block": {"relu6": "", "hswish": "-hs:1", "relu": "-relu:1"},
+        "conv": {"relu6": "", "hswish": "-hs:1", "relu": "-relu:1"},
+    },
+    "ofa": {
+        "block": {"relu": "-hs:0", "hswish": "-hs:1", "relu6": "-hs:0-relu6:1"},
+        "conv": {"hswish": "", "relu6": "", "relu": "-relu:1"},
+    },
+}
+_ACT_FIELDS = frozenset({"hs", "relu", "relu6"})
 
 
 def _fmt_ratio(value: float) -> str:
@@ -224,6 +268,19 @@ def _conv_name(spec: OpSpec) -> str:
     return "Conv_2" if spec.input_hw == 1 else "Conv_1"
 
 
+def _tags(text: str) -> dict[str, str]:
+    return dict(part.split(":") for part in text.split("-")[1:])
+
+
+def _act_of(tags: dict[str, str], dialect: str, kind: str) -> str:
+    """The activation a key's tags spell in `dialect` (the inverse of `_ACT_TAGS`)."""
+    spelled = "".join(f"-{k}:{tags[k]}" for k in ("hs", "relu", "relu6") if k in tags)
+    for act, tag in _ACT_TAGS[dialect][kind].items():
+        if tag == spelled:
+            return act
+    raise KeyError_(f"activation tags {spelled!r} are not a {dialect} {kind} activation")
+
+
 def to_key(spec: OpSpec, dialect: str = "proxylessnas") -> str:
     """Render `spec` in a dialect. Fields a dialect cannot hold are appended only when non-default,
     so published keys stay byte-identical and latkit's own keys stay unambiguous."""
@@ -232,9 +289,7 @@ def to_key(spec: OpSpec, dialect: str = "proxylessnas") -> str:
     hi, ho = spec.input_hw, spec.output_hw
     io = f"input:{hi}x{hi}x{spec.cin}-output:{ho}x{ho}x{spec.cout}"
     if spec.type == "conv":
-        # once-for-all's convs are all hswish, so only latkit's own dialect spells it out
-        hs = "-hs:1" if spec.act == "hswish" and dialect == "proxylessnas" else ""
-        return f"{_conv_name(spec)}-{io}{hs}"
+        return f"{_conv_name(spec)}-{io}{_ACT_TAGS[dialect]['conv'][spec.act]}"
     if spec.type == "linear":
         return f"Logits-input:{hi}x{hi}x{spec.cin}-output:{spec.cout}"
     if spec.type == "pool":
@@ -243,28 +298,24 @@ def to_key(spec: OpSpec, dialect: str = "proxylessnas") -> str:
         return f"Zero-{io}" + ("-idskip:1" if spec.skip else "")
     expand = str(spec.mid) if dialect == "ofa" else _fmt_ratio(spec.expand)
     key = (
-        f"expanded_conv-{io}-expand:{expand}-kernel:{spec.kernel}-stride:{spec.stride}"
-        f"-idskip:{int(spec.skip)}"
+        f"{_BLOCK_NAMES[spec.type]}-{io}-expand:{expand}-kernel:{spec.kernel}"
+        f"-stride:{spec.stride}-idskip:{int(spec.skip)}"
     )
-    if dialect == "ofa":
-        key += f"-se:{int(spec.se)}-hs:{int(spec.act == 'hswish')}"
-    else:
-        if spec.se:
-            key += "-se:1"
-        if spec.act == "hswish":
-            key += "-hs:1"
+    if dialect == "ofa" or spec.se:
+        key += f"-se:{int(spec.se)}"
+    key += _ACT_TAGS[dialect]["block"][spec.act]
     if spec.groups != 1:
         key += f"-groups:{spec.groups}"
     return key
 
 
 def detect_dialect(key: str) -> str:
-    """`ofa` when an MBConv key carries se/hs fields and an expand that is a channel count."""
+    """`ofa` when a block key carries se/hs fields and an expand that is a channel count."""
     match = _MBCONV.match(key)
     if match and "-se:" in match["rest"] and "-hs:" in match["rest"]:
         if "-se:0" in match["rest"] or "-hs:0" in match["rest"]:
             return "ofa"
-        cin, mid = int(match[3]), float(match[7])
+        cin, mid = int(match[4]), float(match[8])
         if mid >= cin and mid.is_integer():
             return "ofa"
     return "proxylessnas"
@@ -276,15 +327,20 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
     if dialect not in DIALECTS:
         raise LatkitError(f"key dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
     if match := _MBCONV.match(key):
-        hi, _, cin, ho, _, cout = (int(match[i]) for i in range(1, 7))
-        expand_text, kernel, stride, skip = match[7], int(match[8]), int(match[9]), match[10] == "1"
-        extras = dict(part.split(":") for part in match["rest"].split("-")[1:])
-        unknown = set(extras) - {"se", "hs", "groups"}
+        hi, _, cin, ho, _, cout = (int(match[i]) for i in range(2, 8))
+        expand_text, kernel, stride, skip = (
+            match[8],
+            int(match[9]),
+            int(match[10]),
+            match[11] == "1",
+        )
+        extras = _tags(match["rest"])
+        unknown = set(extras) - {"se", "groups"} - _ACT_FIELDS
         if unknown:
             raise KeyError_(f"key {key!r} has unknown field(s) {', '.join(sorted(unknown))}")
         expand = float(expand_text) / cin if dialect == "ofa" else float(expand_text)
         spec = OpSpec(
-            "mbconv",
+            "irf" if match["name"] == "IRFBlock" else "mbconv",
             hi,
             cin,
             cout,
@@ -293,7 +349,7 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
             expand=expand,
             groups=int(extras.get("groups", 1)),
             se=extras.get("se") == "1",
-            act="hswish" if extras.get("hs") == "1" else "relu6",
+            act=_act_of(extras, dialect, "block"),
             skip=skip,
             batch=batch,
         )
@@ -301,17 +357,18 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
     elif match := _CONV.match(key):
         name = match[1]
         hi, cin, ho, cout = int(match[2]), int(match[4]), int(match[5]), int(match[7])
-        kernel = 3 if name == "Conv" else 1
-        stride = max(1, round(hi / ho))
+        extras = _tags(match["rest"])
+        if set(extras) - _ACT_FIELDS:
+            raise KeyError_(f"key {key!r} has unknown field(s) {', '.join(sorted(extras))}")
         spec = OpSpec(
             "conv",
             hi,
             cin,
             cout,
-            stride=stride,
-            kernel=kernel,
+            stride=max(1, round(hi / ho)),
+            kernel=3 if name == "Conv" else 1,
             batch=batch,
-            act="hswish" if dialect == "ofa" or match[8] else "relu6",
+            act=_act_of(extras, dialect, "conv"),
         )
         _check_shape(key, spec, ho)
     elif match := _LOGITS.match(key):

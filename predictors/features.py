@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from latkit.ops import OP_TYPES, OpSpec, se_channels
+from latkit.ops import BLOCK_TYPES, OP_TYPES, OpSpec, se_channels
 
 COMPONENTS: tuple[str, ...] = (
     "calls",  # one per non-zero op: the runtime's per-call cost
@@ -36,6 +36,7 @@ COMPONENTS: tuple[str, ...] = (
     "pool_elems",  # global-average-pooled elements
     "io_bytes",  # activation bytes read and written
     "weight_bytes",  # float32 weights streamed in
+    "shuffle_elems",  # elements moved by a channel shuffle (FBNet's grouped blocks)
 )
 
 DESCRIPTORS: tuple[str, ...] = (
@@ -75,14 +76,17 @@ def _components(op: OpSpec) -> tuple[float, ...]:
     c["io_bytes"] = float(op.activation_bytes)
     c["weight_bytes"] = 4.0 * op.params
     hswish = op.act == "hswish"
-    if op.type == "mbconv":
+    if op.type in BLOCK_TYPES:
         mid = op.mid
         mid_in, mid_out = b * hi * hi * mid, b * ho * ho * mid
         kernels = 3.0  # depthwise, its activation, project
-        if op.expand != 1:
+        if op.has_expand_conv:
             c["macs"] += in_elems * mid / op.groups
             c["act_elems"] += mid_in
             kernels += 2
+        if op.shuffle:
+            c["shuffle_elems"] = mid_in
+            kernels += 1
         c["dw_macs"] = mid_out * op.kernel * op.kernel
         c["dw_elems"] = mid_out
         c["act_elems"] += mid_out
@@ -121,10 +125,10 @@ def _descriptors(op: OpSpec) -> tuple[float, ...]:
         output_hw=op.output_hw,
         cin=op.cin,
         cout=op.cout,
-        mid=op.mid if op.type == "mbconv" else op.cin,
+        mid=op.mid if op.type in BLOCK_TYPES else op.cin,
         stride=op.stride,
         kernel=op.kernel,
-        expand=op.expand if op.type == "mbconv" else 1.0,
+        expand=op.expand if op.type in BLOCK_TYPES else 1.0,
         groups=op.groups,
         se=float(op.se),
         hswish=float(op.act == "hswish"),

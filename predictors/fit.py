@@ -1,12 +1,14 @@
 """Fit a device's predictor from its rows in the measurement store, and find it again later.
 
-The held-out figures are honest: the families are compared, and the winner picked, on the
-training rows only; the test rows are then predicted by the model alone (no table hits). The saved
-predictor is the winning family refit on every row, with every row in its table.
+The held-out figures are honest: the families are compared, the kept ones picked and the
+intervals calibrated on the training rows only; the test rows are then predicted by the models
+alone (no table hits). The saved predictor is selected and refit the same way on every row, with
+every row in its table.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,13 +21,13 @@ import pandas as pd
 from latkit import metrics
 from latkit.errors import LatkitError
 from latkit.ops import OP_FIELDS, OpSpec, from_key
+from latkit.predictors.intervals import conformal_halfwidth, cross_validated_residuals
 from latkit.predictors.models import make_model
-from latkit.predictors.predictor import DEFAULT_FAMILIES, LatencyPredictor, pick_family
+from latkit.predictors.predictor import DEFAULT_FAMILIES, LatencyPredictor
 from latkit.store import MeasurementStore
 
 DATA_DIR = Path("data")
 #: provenance copied from the store's environment columns into the predictor's meta
-METRICS = ("acc5", "acc10", "rmspe", "spearman")
 ENV_META = ("runtime", "runtime_version", "threads", "host", "device_model", "env_id")
 
 
@@ -152,19 +154,42 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
 
 def held_out(
     ops: Sequence[OpSpec], y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
-) -> tuple[str, dict[str, float], dict[str, dict[str, float]]]:
-    """(family picked on the training rows, its test metrics, every family's test metrics and
-    selection scores). Test rows are predicted by the models alone: a table hit would make them
-    trivially exact."""
+) -> tuple[LatencyPredictor, dict[str, float], dict[str, dict[str, float]]]:
+    """(F fitted on the training rows, its test metrics with interval coverage, the selection
+    scores and test metrics of every family alone and of `auto`). Test rows are predicted by the
+    models alone: a table hit would make them trivially exact."""
     train_ops, test_ops = [ops[i] for i in train], [ops[i] for i in test]
-    chosen, scores = pick_family(train_ops, y[train], DEFAULT_FAMILIES, seed)
-    comparison = {family: dict(scores.get(family, {})) for family in DEFAULT_FAMILIES}
+    trained = LatencyPredictor(seed=seed).fit(train_ops, y[train])
+    comparison = {family: dict(trained.comparison_.get(family, {})) for family in DEFAULT_FAMILIES}
+    comparison["auto"] = {}
     if len(test) == 0:
-        return chosen, {}, comparison
-    for family, row in comparison.items():
+        return trained, {}, comparison
+    for family in DEFAULT_FAMILIES:
         model = make_model(family, seed).fit(train_ops, y[train])
-        row.update(metrics.report(model.predict(test_ops), y[test]))
-    return chosen, {k: comparison[chosen][k] for k in METRICS}, comparison
+        comparison[family].update(metrics.report(model.predict(test_ops), y[test]))
+    low, high = trained.predict_interval(test_ops)
+    test_metrics = metrics.report(trained.predict(test_ops), y[test])
+    test_metrics["coverage"] = metrics.coverage(low, high, y[test])
+    comparison["auto"] = dict(test_metrics)
+    return trained, test_metrics, comparison
+
+
+def calibrate_overhead_interval(
+    predictor: LatencyPredictor, networks: Sequence[tuple[Sequence[OpSpec], float]], seed: int
+) -> None:
+    """Give an op-fitted predictor a network interval from whole networks it was not told
+    about: each fold's networks predicted with the overhead fitted on the others. Kept only when
+    there are enough networks for a finite interval."""
+
+    def refit(train: list) -> LatencyPredictor:
+        clone = copy.copy(predictor)
+        clone.meta = dict(predictor.meta)
+        clone.fit_overhead(train)
+        return clone
+
+    residuals = cross_validated_residuals(networks, refit, seed)
+    if np.isfinite(conformal_halfwidth(residuals, predictor.level)):
+        predictor.calibrate_networks(residuals)
 
 
 def fit_device(
@@ -178,15 +203,16 @@ def fit_device(
     """Fit, evaluate and save the predictor of `device` from its op rows in `store`.
 
     When the store also holds whole-network timings of the same environment, the per-network
-    overhead is fitted from them; otherwise it is 0.
+    overhead is fitted from them (and the network interval calibrated on them); otherwise the
+    overhead is 0.
     """
     ops, y, env = op_rows(store, device)
     train, test = split_indices(len(ops), test_fraction, seed)
-    chosen, test_metrics, comparison = held_out(ops, y, train, test, seed)
-    predictor = LatencyPredictor(family=chosen, seed=seed, device=device).fit(ops, y)
-    predictor.comparison_ = comparison
+    _, test_metrics, comparison = held_out(ops, y, train, test, seed)
+    predictor = LatencyPredictor(seed=seed, device=device).fit(ops, y)
     networks = stored_networks(store, device, env["env_id"])
     predictor.fit_overhead(networks)
+    calibrate_overhead_interval(predictor, networks, seed)
     predictor.stamp(**env, source="ops", n_ops=len(ops))
     path = predictor.save(predictor_path(device, data_dir))
     return FitReport(predictor, len(train), len(test), test_metrics, path, comparison)

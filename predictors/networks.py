@@ -3,15 +3,19 @@
 Where op-in-isolation timing misleads (GPU launch overlap, caches warm in isolation but cold in a
 network), the per-op model is fitted on network sums instead. F stays a per-op model: the
 additive cost model's features sum over a network, so the fit is linear and F answers for op
-combinations never timed together. With a `base` predictor (e.g. one fitted from op tables),
-F(op) = scale * base(op) + cost correction(op), and the ridge pulls towards the base when few
-networks are available.
+combinations never timed together. With a `base` predictor, F(op) = scale * base(op) + cost
+correction(op): the base is prior knowledge, either this device's op-table fit (calibration) or
+an already fitted predictor of another device (few-shot transfer, as in HELP or BRP-NAS: a
+device's ranking of architectures mostly carries over, its scale does not). The scale and the
+overhead are free; the ridge pulls the corrections towards 0, so with 10-20 networks F is
+mostly the rescaled prior.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from latkit.errors import LatkitError
 from latkit.ops import OpSpec, from_key
 from latkit.predictors.features import COMPONENTS, components
 from latkit.predictors.fit import ENV_META, split_indices
+from latkit.predictors.intervals import cross_validated_residuals
 from latkit.predictors.models import FLOOR_MS, AdditiveModel, Model, register, relative_lsq
 from latkit.predictors.predictor import LatencyPredictor
 
@@ -34,7 +39,12 @@ ROBUST_STEPS = 8
 
 @register
 class CalibratedModel(Model):
-    """scale * base(op) + components(op) @ weights: an op-table predictor corrected by networks."""
+    """scale * base(op) + components(op) @ weights: a prior predictor corrected by networks.
+
+    An answer is the op's share of a fit on network sums, not an isolated timing: the sum over
+    a network is what was fitted, so it is not floored per op (flooring would break that sum),
+    and an op the prior overrates can get a share below 0.
+    """
 
     name = "calibrated"
 
@@ -42,8 +52,7 @@ class CalibratedModel(Model):
         self.base, self.scale, self.weights = base, scale, weights
 
     def predict(self, ops: Sequence[OpSpec]) -> np.ndarray:
-        value = self.scale * self.base.predict(ops) + components(ops) @ self.weights
-        return np.maximum(value, FLOOR_MS)
+        return self.scale * self.base.predict(ops) + components(ops) @ self.weights
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -60,16 +69,26 @@ class CalibratedModel(Model):
         return cls(base, float(state["scale"]), weights)
 
 
-def load_network_samples(
-    path: str | Path, batch: int = 1
-) -> list[tuple[tuple[OpSpec, ...], float]]:
-    """Read NETS.jsonl: one `{"ops": [op spec dicts or table keys], "latency_ms": x}` per line."""
+@dataclass(frozen=True)
+class NetworkLine:
+    """One line of a NETS.jsonl file: a network's ops, its measured latency if given, a name."""
+
+    name: str
+    ops: tuple[OpSpec, ...]
+    latency_ms: float | None
+
+
+def read_network_lines(
+    path: str | Path, batch: int = 1, need_latency: bool = True
+) -> list[NetworkLine]:
+    """Read NETS.jsonl: one `{"ops": [op spec dicts or table keys], "latency_ms": x}` per line
+    (`latency_ms` optional unless `need_latency`; an optional `name`, else `<file>:<line>`)."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise LatkitError(f"{path}: cannot read network timings ({exc.strerror})") from None
-    samples = []
+    out = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -79,19 +98,28 @@ def load_network_samples(
                 from_key(op, batch=batch) if isinstance(op, str) else OpSpec.from_dict(op)
                 for op in record["ops"]
             )
-            latency = float(record["latency_ms"])
+            latency = record.get("latency_ms") if not need_latency else record["latency_ms"]
+            latency = None if latency is None else float(latency)
+            name = str(record.get("name", f"{path.name}:{number}"))
         except json.JSONDecodeError as exc:
             raise LatkitError(f"{path}:{number}: not JSON ({exc.msg})") from None
         except KeyError as exc:
             raise LatkitError(f"{path}:{number}: missing field {exc.args[0]!r}") from None
-        except (LatkitError, TypeError, ValueError) as exc:
+        except (LatkitError, TypeError, ValueError, AttributeError) as exc:
             raise LatkitError(f"{path}:{number}: {exc}") from None
-        if not ops or not np.isfinite(latency) or latency <= 0:
+        if not ops or (latency is not None and not (np.isfinite(latency) and latency > 0)):
             raise LatkitError(f"{path}:{number}: needs a non-empty `ops` and latency_ms > 0")
-        samples.append((ops, latency))
-    if not samples:
-        raise LatkitError(f"{path}: no network timings in the file")
-    return samples
+        out.append(NetworkLine(name, ops, latency))
+    if not out:
+        raise LatkitError(f"{path}: no networks in the file")
+    return out
+
+
+def load_network_samples(
+    path: str | Path, batch: int = 1
+) -> list[tuple[tuple[OpSpec, ...], float]]:
+    """Read NETS.jsonl as (ops, measured ms) pairs: every line needs `latency_ms`."""
+    return [(line.ops, line.latency_ms) for line in read_network_lines(path, batch)]
 
 
 class _Design:
@@ -125,6 +153,7 @@ class _Design:
         lower, upper, prior = self.bounds()
         free = np.zeros(len(prior), dtype=bool)
         free[-1] = True  # the overhead is an intercept: never pulled towards 0
+        free[0] = self.base is not None  # nor the scale of the prior (devices differ in speed)
         weight = np.ones(len(y))
         for _ in range(ROBUST_STEPS):
             w = relative_lsq(x, y, lower, upper, prior, ridge, free, sample_weight=weight)
@@ -178,36 +207,69 @@ def _fit(
     return predictor
 
 
+def _fit_calibrated(
+    samples: Sequence[NetworkSample], base: LatencyPredictor | None, seed: int
+) -> LatencyPredictor:
+    """`_fit`, with the network interval calibrated on cross-validated residuals."""
+    predictor = _fit(samples, base, seed)
+    residuals = cross_validated_residuals(samples, lambda train: _fit(train, base, seed), seed)
+    predictor.calibrate_networks(residuals)
+    return predictor
+
+
 def fit_networks(
     samples: Sequence[NetworkSample],
     *,
     test_fraction: float = 0.2,
     seed: int = 0,
     base: LatencyPredictor | None = None,
+    n_train: int | None = None,
+    device: str | None = None,
 ) -> tuple[LatencyPredictor, dict[str, float]]:
     """Fit F from (ops, measured ms) of whole networks; return it with held-out metrics.
 
-    The metrics are of a fit on the training networks predicting the held-out ones; the returned
-    predictor is refit on all networks. Its table is empty: no op was timed in isolation.
+    The held-out networks are `test_fraction` of them, or, with `n_train`, all but `n_train`
+    picked at random (few-shot: fit on 10 networks, score on hundreds). The metrics, interval
+    coverage included, are of a fit on the training networks predicting the held-out ones; the
+    returned predictor is refit on all networks. Its table is empty: no op was timed in
+    isolation. `base` is prior knowledge (see the module doc); when it is a predictor of this
+    `device` (default: the base's), its provenance is copied, else it is recorded as the prior.
     """
     samples = [(tuple(ops), float(latency)) for ops, latency in samples]
     if len(samples) < 2:
         raise LatkitError(
             f"fitting from networks needs at least 2 timed networks, got {len(samples)}"
         )
-    train, test = split_indices(len(samples), test_fraction, seed)
+    if n_train is None:
+        train, test = split_indices(len(samples), test_fraction, seed)
+    else:
+        train, test = train_indices(len(samples), n_train, seed)
     held: dict[str, float] = {}
     if len(test):
-        trained = _fit([samples[i] for i in train], base, seed)
-        held = metrics.report(
-            [trained.predict_network(samples[i][0]) for i in test],
-            [samples[i][1] for i in test],
+        trained = _fit_calibrated([samples[i] for i in train], base, seed)
+        answers = [trained.network_answer(samples[i][0]) for i in test]
+        truth = [samples[i][1] for i in test]
+        held = metrics.report([a.predicted_ms for a in answers], truth)
+        held["coverage"] = metrics.coverage(
+            [a.low_ms for a in answers], [a.high_ms for a in answers], truth
         )
-    predictor = _fit(samples, base, seed)
-    if base is not None:
-        predictor.device = base.device
+    predictor = _fit_calibrated(samples, base, seed)
+    predictor.device = device if device is not None else (base.device if base else "")
+    if base is not None and base.device == predictor.device:
         predictor.meta.update({k: base.meta[k] for k in (*ENV_META, "batch") if k in base.meta})
+    elif base is not None:
+        predictor.meta["prior"] = base.device
     predictor.stamp(
         source="networks", n_networks=len(samples), n_train=len(train), n_test=len(test)
     )
     return predictor, held
+
+
+def train_indices(n: int, n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n_train` of `n` networks at random (seeded) to fit on, the rest to score."""
+    if not 2 <= n_train < n:
+        raise LatkitError(
+            f"--train {n_train}: needs at least 2 networks to fit and 1 to score, of {n}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:n_train]), np.sort(order[n_train:])

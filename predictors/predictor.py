@@ -1,9 +1,11 @@
-"""`LatencyPredictor`: F(op) in milliseconds, a measured table in front of a learned model.
+"""`LatencyPredictor`: F(op) in milliseconds, a measured table in front of learned models.
 
 An exact table hit returns the measured value, a zero op costs nothing, anything else goes to the
-model family that cross-validation picked. Answers are cached per op spec: the search asks for the
-same candidates every step. Saved as one JSON file (trees are stored as arrays), so loading never
-unpickles anything.
+model family that cross-validation picked for its kind of op (inside the fitted range, or outside
+it: see `predictors.selection`). Every answer comes with a prediction interval calibrated on
+held-out residuals (`predictors.intervals`). Answers are cached per op spec: the search asks for
+the same candidates every step. Saved as one JSON file (trees are stored as arrays), so loading
+never unpickles anything.
 """
 
 from __future__ import annotations
@@ -12,89 +14,71 @@ import datetime
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.stats import theilslopes
 
-from latkit import metrics
 from latkit.errors import LatkitError
 from latkit.files import read_json, write_atomic
 from latkit.ops import OpSpec
+from latkit.predictors.intervals import LEVEL, Interval
 from latkit.predictors.models import Model, make_model, model_from_state
+from latkit.predictors.selection import OpRange, select
 
 FORMAT = "latkit-predictor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_FAMILIES: tuple[str, ...] = ("additive", "loglinear", "gbdt", "hybrid")
-#: with fewer rows than this, cross-validation says nothing: the cost model is used as is
-MIN_ROWS_TO_SELECT = 10
+#: where an op's latency came from, in `LatencyPredictor.explain`
+SOURCES = ("table", "model", "model, outside the fitted range", "zero")
 
 
 class PredictorMismatchWarning(UserWarning):
     """A predictor fitted for another device, runtime version or batch size was loaded."""
 
 
-Split = tuple[np.ndarray, np.ndarray]
+@dataclass(frozen=True)
+class OpAnswer:
+    """One op of a network as F answers for it."""
+
+    op: OpSpec
+    ms: float
+    low_ms: float
+    high_ms: float
+    source: str
 
 
-def selection_splits(ops: Sequence[OpSpec], folds: int, seed: int) -> tuple[list[Split], Split]:
-    """Random folds, plus one extrapolation split that holds out the widest fifth of the ops.
+@dataclass(frozen=True)
+class NetworkAnswer:
+    """F of a whole network: the point prediction and its interval (`interval_source` says what
+    calibrated it: held-out networks, or the ops' intervals added up)."""
 
-    The learned model only ever answers for ops the table lacks, which are typically wider or
-    larger than what was profiled, so a family is judged on both kinds of held-out op.
-    """
-    order = np.random.default_rng(seed).permutation(len(ops))
-    random = [(np.setdiff1d(order, part), part) for part in np.array_split(order, folds)]
-    by_width = np.array(sorted(range(len(ops)), key=lambda i: (ops[i].cin, ops[i].macs)))
-    n_wide = max(1, len(ops) // 5)
-    return random, (by_width[:-n_wide], by_width[-n_wide:])
-
-
-def compare_families(
-    ops: Sequence[OpSpec],
-    latencies_ms: np.ndarray,
-    families: Sequence[str],
-    *,
-    folds: int = 5,
-    seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Each family's RMSPE over the random folds and on the extrapolation split (same splits for
-    every family); `score`, their mean, is what "auto" minimises."""
-    random, (wide_train, wide_test) = selection_splits(ops, folds, seed)
-
-    def fitted(family: str, rows: np.ndarray) -> Model:
-        return make_model(family, seed).fit([ops[i] for i in rows], latencies_ms[rows])
-
-    out: dict[str, dict[str, float]] = {}
-    for family in families:
-        guess = np.zeros(len(ops))
-        for train, test in random:
-            guess[test] = fitted(family, train).predict([ops[i] for i in test])
-        cv = metrics.rmspe(guess, latencies_ms)
-        wide = fitted(family, wide_train).predict([ops[i] for i in wide_test])
-        extrap = metrics.rmspe(wide, latencies_ms[wide_test])
-        out[family] = {"cv_rmspe": cv, "extrap_rmspe": extrap, "score": (cv + extrap) / 2}
-    return out
+    predicted_ms: float
+    low_ms: float
+    high_ms: float
+    level: float
+    interval_source: str
 
 
-def pick_family(
-    ops: Sequence[OpSpec], latencies_ms: np.ndarray, families: Sequence[str], seed: int = 0
-) -> tuple[str, dict[str, dict[str, float]]]:
-    """(the family with the best score, every family's scores); with too few rows to
-    cross-validate, the cost model (`additive`), which needs the fewest."""
-    if len(ops) < MIN_ROWS_TO_SELECT:
-        return "additive", {}
-    scores = compare_families(ops, latencies_ms, families, seed=seed)
-    return min(scores, key=lambda f: scores[f]["score"]), scores
+def _repeat_residuals(rows: dict[OpSpec, list[float]]) -> np.ndarray:
+    """|log| ratio of each repeated measurement to the median of the op's other ones."""
+    out = []
+    for values in rows.values():
+        for i, value in enumerate(values if len(values) > 1 else ()):
+            others = values[:i] + values[i + 1 :]
+            out.append(abs(np.log(value / np.median(others))))
+    return np.array(out)
 
 
 class LatencyPredictor:
     """F(op) -> ms for one device. Estimator-style: the constructor only stores its parameters.
 
     Parameters:
-        family: a model family name (see `predictors.models.MODELS`), or "auto" to keep the
-            family with the best cross-validated score among `families`.
+        family: a model family name (see `predictors.models.MODELS`), or "auto" to keep, among
+            `families`, the best on random folds for ops inside the fitted range and the best
+            with the widest ops held out for ops outside it.
         families: the families "auto" compares.
         seed: seeds the selection splits and the tree ensembles.
         device: the device name this predictor is for.
@@ -102,6 +86,7 @@ class LatencyPredictor:
         overhead_ms: per-network time beyond the sum of its ops (e.g. input copies, cache misses).
         per_op_ms: time each op's isolated timing includes but a whole network pays only once
             (the runtime's per-call cost); subtracted from every non-zero op inside a network.
+        level: the nominal coverage of its prediction intervals.
     """
 
     def __init__(
@@ -113,6 +98,7 @@ class LatencyPredictor:
         meta: dict[str, Any] | None = None,
         overhead_ms: float = 0.0,
         per_op_ms: float = 0.0,
+        level: float = LEVEL,
     ) -> None:
         self.family = family
         self.families = tuple(families)
@@ -121,12 +107,14 @@ class LatencyPredictor:
         self.meta = dict(meta or {})
         self.overhead_ms = float(overhead_ms)
         self.per_op_ms = float(per_op_ms)
-        self._cache: dict[OpSpec, float] = {}
+        self.level = float(level)
+        self._cache: dict[OpSpec, tuple[float, float, float, str]] = {}
 
     # --- fitting ----------------------------------------------------------------------------------
 
     def fit(self, ops: Sequence[OpSpec], latencies_ms: Sequence[float]) -> LatencyPredictor:
-        """Table every (op, latency) row and fit the model family on them.
+        """Table every (op, latency) row, select and fit the model families on them, and
+        calibrate the op intervals on the selection's held-out residuals.
 
         Rows of the same op are merged by their median; zero ops are skipped (they cost 0).
         """
@@ -144,25 +132,52 @@ class LatencyPredictor:
             raise LatkitError("fit needs at least one measured non-zero op")
         self.table_ = {op: float(np.median(values)) for op, values in rows.items()}
         table_ops, table_y = list(self.table_), np.array(list(self.table_.values()))
-        if self.family == "auto":
-            chosen, self.comparison_ = pick_family(table_ops, table_y, self.families, self.seed)
-        else:
-            chosen, self.comparison_ = self.family, {}
+        families = self.families if self.family == "auto" else (self.family,)
+        self.selection_ = select(table_ops, table_y, families, self.seed)
+        self.comparison_ = self.selection_.scores
+        chosen, extrap = self.selection_.family, self.selection_.extrap_family
         self.model_ = make_model(chosen, self.seed).fit(table_ops, table_y)
+        self.extrap_model_ = (
+            None if extrap == chosen else make_model(extrap, self.seed).fit(table_ops, table_y)
+        )
+        self.range_ = OpRange.of(table_ops)
+        self.op_interval_ = Interval.calibrate(self.selection_.residuals, "ops", self.level)
+        self.extrap_interval_ = Interval.calibrate(
+            self.selection_.extrap_residuals, "ops outside the fitted range", self.level
+        )
+        repeats = Interval.calibrate(_repeat_residuals(rows), "repeated measurements", self.level)
+        self.table_interval_ = repeats if repeats.finite else self.op_interval_
+        self.network_interval_ = None
         self.meta["family"] = chosen
+        self.meta["extrapolation_family"] = extrap
         self._cache = {}
         return self
 
     def with_model(
-        self, model: Model, table: dict[OpSpec, float] | None = None
+        self,
+        model: Model,
+        table: dict[OpSpec, float] | None = None,
+        network_interval: Interval | None = None,
     ) -> LatencyPredictor:
-        """Install an already fitted model (e.g. one fitted from network sums) and a table."""
+        """Install an already fitted model (e.g. one fitted from network sums), a table, and the
+        network interval calibrated for it."""
         self.table_ = dict(table or {})
         self.model_ = model
+        self.extrap_model_ = None
+        self.range_ = None
         self.comparison_ = {}
+        self.op_interval_ = self.extrap_interval_ = Interval(np.inf, 0, "ops", self.level)
+        self.table_interval_ = self.op_interval_
+        self.network_interval_ = network_interval
         self.meta["family"] = model.name
+        self.meta.pop("extrapolation_family", None)
         self._cache = {}
         return self
+
+    def calibrate_networks(self, residuals: Sequence[float]) -> Interval:
+        """Set the network interval from held-out network residuals (|log| ratios)."""
+        self.network_interval_ = Interval.calibrate(residuals, "networks", self.level)
+        return self.network_interval_
 
     # --- predicting -------------------------------------------------------------------------------
 
@@ -172,39 +187,57 @@ class LatencyPredictor:
             raise LatkitError("this latency predictor is not fitted; call fit() or load() first")
         return model
 
-    def _compute(self, ops: list[OpSpec]) -> np.ndarray:
-        out = np.zeros(len(ops))
-        learn = []
+    def _compute(self, ops: list[OpSpec]) -> list[tuple[float, float, float, str]]:
+        """(ms, low, high, source) of each op. A table entry is a measurement, and another
+        measurement of the op lands within the spread of the table's repeated rows (where it
+        has enough of them; else the model's interval stands in). Outside the fitted range the
+        interval is the wider of the two model calibrations."""
+        out: list[tuple[float, float, float, str]] = [(0.0, 0.0, 0.0, "zero")] * len(ops)
+        inside_interval = self.op_interval_
+        outside_interval = max(self.op_interval_, self.extrap_interval_, key=lambda i: i.halfwidth)
+        groups: dict[bool, list[int]] = {True: [], False: []}
         for i, op in enumerate(ops):
             if op.type == "zero":
                 continue
             hit = self.table_.get(op)
             if hit is None:
-                learn.append(i)
+                groups[self.range_ is None or self.range_.inside(op)].append(i)
             else:
-                out[i] = hit
-        if learn:
-            out[learn] = self._fitted().predict([ops[i] for i in learn])
+                low, high = self.table_interval_.bounds(hit)
+                out[i] = (hit, float(low), float(high), "table")
+        for inside, rows in groups.items():
+            if not rows:
+                continue
+            model = self._fitted() if inside else (self.extrap_model_ or self._fitted())
+            interval = inside_interval if inside else outside_interval
+            values = model.predict([ops[i] for i in rows])
+            low, high = interval.bounds(values)
+            source = SOURCES[1] if inside else SOURCES[2]
+            for i, v, lo, hi in zip(rows, values, low, high):
+                out[i] = (float(v), float(lo), float(hi), source)
         return out
+
+    def _answers(self, ops: Sequence[OpSpec]) -> list[tuple[float, float, float, str]]:
+        self._fitted()
+        cache = self._cache
+        missing = list(dict.fromkeys(op for op in ops if op not in cache))
+        if missing:
+            cache.update(zip(missing, self._compute(missing)))
+        return [cache[op] for op in ops]
 
     def predict(self, ops: Sequence[OpSpec]) -> np.ndarray:
         """Latency (ms) of each op: measured if tabled, 0 for zero ops, else the model's."""
-        self._fitted()
-        cache = self._cache
-        out = np.empty(len(ops))
-        missing = []
-        for i, op in enumerate(ops):
-            value = cache.get(op)
-            if value is None:
-                missing.append(i)
-            else:
-                out[i] = value
-        if missing:
-            todo = list(dict.fromkeys(ops[i] for i in missing))
-            cache.update(zip(todo, self._compute(todo).tolist()))
-            for i in missing:
-                out[i] = cache[ops[i]]
-        return out
+        return np.array([a[0] for a in self._answers(ops)], dtype=float)
+
+    def predict_interval(self, ops: Sequence[OpSpec]) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of each op's interval: the calibrated factor around its answer (inf
+        where too few held-out residuals calibrate it), (0, 0) for a zero op."""
+        answers = self._answers(ops)
+        return np.array([a[1] for a in answers]), np.array([a[2] for a in answers])
+
+    def explain(self, ops: Sequence[OpSpec]) -> list[OpAnswer]:
+        """Each op's answer and where it came from (see `SOURCES`)."""
+        return [OpAnswer(op, *answer) for op, answer in zip(ops, self._answers(ops))]
 
     def contribution(self, ops: Sequence[OpSpec]) -> np.ndarray:
         """What each op adds to a whole network: F(op) less the per-call cost paid once per
@@ -216,6 +249,21 @@ class LatencyPredictor:
     def predict_network(self, ops: Sequence[OpSpec]) -> float:
         """A whole network's latency: the sum of its ops' contributions plus the overhead."""
         return float(self.contribution(ops).sum() + self.overhead_ms)
+
+    def network_answer(self, ops: Sequence[OpSpec]) -> NetworkAnswer:
+        """A whole network's latency with its interval: calibrated on held-out networks when
+        the predictor has them, else the ops' intervals added up (as if every op erred the same
+        way: wide, and blind to what only whole networks show)."""
+        predicted = self.predict_network(ops)
+        if self.network_interval_ is not None:
+            low, high = self.network_interval_.bounds(predicted)
+            return NetworkAnswer(predicted, float(low), float(high), self.level, "networks")
+        low, high = self.predict_interval(ops)
+        timed = np.array([op.type != "zero" for op in ops], dtype=bool)
+        shift = self.per_op_ms * timed.sum() - self.overhead_ms
+        return NetworkAnswer(
+            predicted, float(low.sum() - shift), float(high.sum() - shift), self.level, "ops"
+        )
 
     def is_measured(self, op: OpSpec) -> bool:
         """Whether `op` is answered from the table rather than the model."""
@@ -245,6 +293,7 @@ class LatencyPredictor:
 
     def to_state(self) -> dict[str, Any]:
         model = self._fitted()
+        network = self.network_interval_
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -252,9 +301,22 @@ class LatencyPredictor:
             "overhead_ms": self.overhead_ms,
             "per_op_ms": self.per_op_ms,
             "meta": self.meta,
-            "params": {"family": self.family, "families": list(self.families), "seed": self.seed},
+            "params": {
+                "family": self.family,
+                "families": list(self.families),
+                "seed": self.seed,
+                "level": self.level,
+            },
             "table": [[op.to_dict(), ms] for op, ms in self.table_.items()],
             "model": model.to_state(),
+            "extrap_model": None if self.extrap_model_ is None else self.extrap_model_.to_state(),
+            "range": None if self.range_ is None else self.range_.to_state(),
+            "intervals": {
+                "ops": self.op_interval_.to_state(),
+                "extrap": self.extrap_interval_.to_state(),
+                "table": self.table_interval_.to_state(),
+                "networks": None if network is None else network.to_state(),
+            },
             "comparison": self.comparison_,
         }
 
@@ -276,10 +338,19 @@ class LatencyPredictor:
                 device=state["device"],
                 meta=state["meta"],
                 overhead_ms=state["overhead_ms"],
-                per_op_ms=state.get("per_op_ms", 0.0),
+                per_op_ms=state["per_op_ms"],
+                level=params["level"],
             )
             predictor.table_ = {OpSpec.from_dict(op): float(ms) for op, ms in state["table"]}
             predictor.model_ = model_from_state(state["model"])
+            extrap, ranges, intervals = state["extrap_model"], state["range"], state["intervals"]
+            predictor.extrap_model_ = None if extrap is None else model_from_state(extrap)
+            predictor.range_ = None if ranges is None else OpRange.from_state(ranges)
+            predictor.op_interval_ = Interval.from_state(intervals["ops"])
+            predictor.extrap_interval_ = Interval.from_state(intervals["extrap"])
+            predictor.table_interval_ = Interval.from_state(intervals["table"])
+            network = intervals["networks"]
+            predictor.network_interval_ = None if network is None else Interval.from_state(network)
             predictor.comparison_ = state.get("comparison", {})
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise LatkitError(f"{source}: damaged predictor file ({exc!r}); refit it") from None

@@ -31,7 +31,11 @@ BUFFER_ALIGNMENT = 16
 GROUPED_CONV_VERSION = 6
 
 Act = schema.ActivationFunctionType
-FUSED_ACTS: dict[type[nn.Module] | None, int] = {None: Act.NONE, nn.ReLU6: Act.RELU6}
+FUSED_ACTS: dict[type[nn.Module] | None, int] = {
+    None: Act.NONE,
+    nn.ReLU6: Act.RELU6,
+    nn.ReLU: Act.RELU,
+}
 STANDALONE_ACTS: dict[type[nn.Module], str] = {nn.Hardswish: "HARD_SWISH"}
 TENSOR_TYPES = {
     np.dtype(np.float32): schema.TensorType.FLOAT32,
@@ -265,10 +269,22 @@ def squeeze_excite(g: Graph, x: Value, se: nn.Module, label: str) -> Value:
 # --- one writer per op type ---------------------------------------------------------------------
 
 
+def channel_shuffle(g: Graph, x: Value, shuffle: nn.Module, label: str) -> Value:
+    """The shuffle as the module computes it: a GATHER of channels in the permuted order."""
+    order = g.constant(shuffle.order.numpy().astype(np.int32), f"{label}.order")
+    options = schema.GatherOptionsT()
+    options.axis, options.batchDims = len(x.shape) - 1, 0
+    (out,) = g.op("GATHER", [x, order], [x.shape], options, label)
+    return out
+
+
 def write_mbconv(g: Graph, x: Value, module: nn.Module, spec: OpSpec, label: str) -> Value:
+    """Both block types (`mbconv`, FBNet's `irf`): the module says which convs exist."""
     out = x
     if module.expand is not None:
         out = conv_bn(g, out, module.expand, f"{label}.expand")
+    if module.shuffle is not None:
+        out = channel_shuffle(g, out, module.shuffle, f"{label}.shuffle")
     out = conv_bn(g, out, module.depthwise, f"{label}.depthwise")
     if module.se is not None:
         out = squeeze_excite(g, out, module.se, f"{label}.se")
@@ -332,13 +348,14 @@ def write_linear(g: Graph, x: Value, module: nn.Module, spec: OpSpec, label: str
 Writer = Callable[[Graph, Value, nn.Module, OpSpec, str], Value]
 WRITERS: dict[str, Writer] = {
     "mbconv": write_mbconv,
+    "irf": write_mbconv,
     "zero": write_zero,
     "conv": write_conv,
     "pool": write_pool,
     "linear": write_linear,
 }
 #: op types that need a feature map (NHWC) as input, not the 2-D output of a linear
-SPATIAL = frozenset({"mbconv", "zero", "conv", "pool"})
+SPATIAL = frozenset({"mbconv", "irf", "zero", "conv", "pool"})
 
 
 def _check(ops: Sequence[OpSpec]) -> None:

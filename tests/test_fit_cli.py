@@ -54,12 +54,17 @@ def profiled(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "device": device, "db": db, "data": data, "fit_json": out}
 
 
+METRICS = {"acc5", "acc10", "rmspe", "spearman", "kendall"}
+
+
 def test_fit_saves_the_predictor_and_writes_the_json(profiled):
     payload = json.loads(profiled["fit_json"].read_text())
-    assert set(payload) == {"device", "n_train", "n_test", "test"}
-    assert payload["device"] == "tiny-cpu"
+    assert set(payload) == {
+        "device", "source", "family", "prior", "n_train", "n_test", "interval_level", "test",
+    }  # fmt: skip
+    assert payload["device"] == "tiny-cpu" and payload["source"] == "ops"
     assert payload["n_train"] + payload["n_test"] == 40 and payload["n_test"] == 8
-    assert set(payload["test"]) == {"acc5", "acc10", "rmspe", "spearman"}
+    assert set(payload["test"]) == METRICS | {"coverage"} and payload["interval_level"] == 0.9
     assert 0 <= payload["test"]["acc10"] <= 1 and payload["test"]["rmspe"] < 50
     predictor = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
     assert predictor.meta["runtime"] == "onnxruntime" and predictor.meta["batch"] == 1
@@ -73,7 +78,7 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
-    assert payload["n"] == 3 and set(payload) == {"n", "acc5", "acc10", "rmspe", "spearman"}
+    assert payload["n"] == 3 and set(payload) == {"n"} | METRICS
     assert 0 <= payload["acc5"] <= payload["acc10"] <= 1 and payload["rmspe"] < 100
     folder = profiled["data"] / "tiny-cpu"
     rows = (folder / "validation.csv").read_text().splitlines()
@@ -97,7 +102,9 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
         assert len(store.networks("tiny-cpu")) == 3
 
 
-def test_fit_from_networks_jsonl(profiled, tmp_path):
+def networks_jsonl(profiled, path: Path, n: int, scale: float = 1.0, extra: float = 0.05) -> Path:
+    """`n` proxyless-tiny networks whose latency is `scale` x the sum of their ops' real timings
+    on this CPU, plus `extra` ms."""
     with MeasurementStore(profiled["db"]) as store:
         frame = store.dataframe("tiny-cpu")
     from latkit.predictors.fit import ops_of
@@ -105,11 +112,15 @@ def test_fit_from_networks_jsonl(profiled, tmp_path):
 
     table = dict(zip(ops_of(frame), frame["median_ms"]))
     lines = []
-    for _, network in load_space("proxyless-tiny").sample_networks(30, seed=5):
-        latency = sum(table.get(op, 0.0) for op in network.ops) + 0.05
+    for _, network in load_space("proxyless-tiny").sample_networks(n, seed=5):
+        latency = scale * sum(table.get(op, 0.0) for op in network.ops) + extra
         lines.append(json.dumps({"ops": [op.key for op in network.ops], "latency_ms": latency}))
-    nets = tmp_path / "nets.jsonl"
-    nets.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fit_from_networks_jsonl(profiled, tmp_path):
+    nets = networks_jsonl(profiled, tmp_path / "nets.jsonl", 30)
     out, data = tmp_path / "fit.json", tmp_path / "data"
     args = ["fit", "--device", "tiny-cpu", "--db", profiled["db"], "--networks", nets]
     result = invoke(*args, "--data-dir", data, "--json", out)
@@ -203,9 +214,11 @@ def test_fit_device_on_real_timings_hits_the_table_exactly(profiled, tmp_path):
         report = fit_device(store, "tiny-cpu", test_fraction=0.25, seed=3, data_dir=tmp_path)
     assert (report.n_train, report.n_test) == (30, 10)
     assert report.path == predictor_path("tiny-cpu", tmp_path) and report.path.exists()
-    assert set(report.comparison) == {"additive", "loglinear", "gbdt", "hybrid"}
-    chosen = report.predictor.meta["family"]
-    assert report.test == {k: report.comparison[chosen][k] for k in report.test}
+    assert set(report.comparison) == {"additive", "loglinear", "gbdt", "hybrid", "auto"}
+    # the held-out figures are auto's (the kept family inside the profiled range, the
+    # extrapolation family outside it), beside every family alone on the same split
+    assert report.test == report.comparison["auto"] and 0 <= report.test["coverage"] <= 1
+    assert report.predictor.meta["family"] in report.comparison
     assert report.predictor.predict(ops_of(frame)).tolist() == frame["median_ms"].tolist()
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.n_train = 0
@@ -236,4 +249,82 @@ def test_validate_device_api_reports_rows_and_progress(profiled, tmp_path):
         assert set(r) == {"name", "arch", "predicted_ms", "measured_ms"}
         assert r["measured_ms"] > 0 and r["predicted_ms"] > 0
     assert report.csv_path.parent == tmp_path and report.png_path.exists()
-    assert set(report.metrics) == {"acc5", "acc10", "rmspe", "spearman"}
+    assert set(report.metrics) == METRICS
+
+
+def test_few_shot_fit_creates_a_new_device_and_uses_a_prior(profiled, tmp_path):
+    """`fit --device NEW --networks few.jsonl --train 10 --prior REF`, as a new board's user
+    would run it: fitted on 10 networks, scored on the other 30."""
+    nets = networks_jsonl(profiled, tmp_path / "few.jsonl", 40, scale=1.6, extra=0.2)
+    out = tmp_path / "few.json"
+    args = ["fit", "--device", "new-board", "--db", profiled["db"], "--networks", nets]
+    args += ["--train", 10, "--prior", "tiny-cpu", "--data-dir", profiled["data"], "--json", out]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "new device 'new-board'" in result.output and "no device file" in result.output
+    payload = json.loads(out.read_text())
+    assert (payload["n_train"], payload["n_test"], payload["prior"]) == (10, 30, "tiny-cpu")
+    assert set(payload["test"]) == METRICS | {"coverage"}
+    assert payload["test"]["spearman"] > 0.8 and payload["test"]["acc10"] > 0.8
+    with MeasurementStore(profiled["db"]) as store:
+        known = store.device("new-board")
+    assert known["config"] is None and known["kind"] is None and known["source"] is None
+    predictor = LatencyPredictor.load(predictor_path("new-board", profiled["data"]))
+    assert predictor.device == "new-board" and predictor.meta["family"] == "calibrated"
+    # the device is known now: a second fit names it without creating it again
+    again = invoke(*args)
+    assert again.exit_code == 0 and "new device" not in again.output
+
+
+def test_few_shot_options_need_networks_and_a_fitted_prior(profiled, tmp_path):
+    result = invoke("fit", "--device", "tiny-cpu", "--db", profiled["db"], "--train", 10)
+    assert "need --networks" in str(result.exception)
+    nets = networks_jsonl(profiled, tmp_path / "few.jsonl", 12)
+    args = ["fit", "--device", "b2", "--db", profiled["db"], "--networks", nets]
+    result = invoke(*args, "--prior", "nowhere", "--data-dir", tmp_path)
+    assert "no predictor for device 'nowhere'" in str(result.exception)
+    result = invoke(*args, "--train", 12, "--data-dir", tmp_path)
+    assert "--train 12: needs at least 2 networks to fit and 1 to score, of 12" in str(
+        result.exception
+    )
+
+
+def test_predict_answers_each_network_in_input_order(profiled, tmp_path):
+    from latkit.devices import load_device
+    from latkit.profilers import get_profiler
+    from latkit.profilers.session import time_network
+    from latkit.spaces import load_space
+    from latkit.workflows.predict import predict
+
+    (_, network), (_, other) = load_space("proxyless-tiny").sample_networks(2, seed=21)
+    arch = tmp_path / "mine.config"
+    arch.write_text(json.dumps(network.to_config()))
+    db = tmp_path / "own.sqlite"  # a store holding one timing of `network` on this CPU
+    with MeasurementStore(db) as store:
+        profiler = get_profiler(load_device(profiled["device"]))
+        measured = time_network(profiler, store, network, origin="test").median_ms
+    nets = tmp_path / "nets.jsonl"
+    lines = [{"ops": [op.key for op in other.ops], "name": "other", "latency_ms": 1.5}]
+    lines.append({"ops": [op.to_dict() for op in network.ops]})
+    nets.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out = tmp_path / "predict.json"
+    args = ["predict", "--device", "tiny-cpu", "--arch", arch, "--networks", nets, "--ops"]
+    result = invoke(*args, "--db", db, "--data-dir", profiled["data"], "--json", out)
+    assert result.exit_code == 0, result.output
+    entries = json.loads(out.read_text())["networks"]
+    assert [e["name"] for e in entries] == ["mine", "other", "nets.jsonl:2"]
+    assert entries[0]["measured_ms"] == measured and entries[1]["measured_ms"] == 1.5
+    assert entries[0]["predicted_ms"] == entries[2]["predicted_ms"] > 0
+    for entry in entries:
+        interval = entry["interval"]
+        assert interval["level"] == 0.9 and interval["low_ms"] < entry["predicted_ms"]
+        assert interval["high_ms"] is None or entry["predicted_ms"] < interval["high_ms"]
+        ops = entry["ops"]
+        assert {op["source"] for op in ops} <= {"table", "zero", "networks"}  # all profiled
+        assert sum(op["share"] for op in ops) == pytest.approx(1.0)
+    assert "from" in result.output and "table" in result.output
+    # the same in Python, in one call
+    (again,) = predict("tiny-cpu", [arch], db=db, data_dir=profiled["data"])
+    assert again.predicted_ms == entries[0]["predicted_ms"] and again.measured_ms == measured
+    result = invoke("predict", "--device", "tiny-cpu", "--data-dir", profiled["data"])
+    assert "nothing to predict" in str(result.exception)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -40,6 +42,9 @@ def _check(ops, tmp_path=None):
             "mbconv", 14, 16, 16, kernel=3, expand=4, se=True, act="hswish", groups=2, skip=True
         ),
         OpSpec("conv", 224, 3, 32, kernel=3, stride=2),
+        OpSpec("irf", 57, 16, 24, kernel=5, expand=1, groups=2, stride=2, act="relu"),
+        OpSpec("irf", 28, 24, 24, kernel=3, expand=3, act="relu", skip=True),
+        OpSpec("conv", 56, 24, 32, stride=2, act="relu"),
         OpSpec("linear", 7, 64, 10),
         OpSpec("pool", 7, 32, 32),
     ],
@@ -51,6 +56,13 @@ def test_op_export_matches_torch(op, tmp_path):
 
 def test_whole_networks_match_torch(published):
     _check(Network.load(published / "archs/proxylessnas/proxyless_mobile.config").ops)
-    space = load_space("proxyless-tiny")
-    for _, net in space.sample_networks(2, seed=0):
-        _check(net.ops)
+    for name in ("proxyless-tiny", "fbnet-cifar"):
+        for _, net in load_space(name).sample_networks(2, seed=0):
+            _check(net.ops)
+
+
+@pytest.mark.parametrize("name", ["fbnet", "ofa-mbv3"])
+def test_a_sample_of_each_new_spaces_ops_matches_torch(name):
+    """Three seeded ops of the space, exported at their real (ImageNet) size."""
+    for op in random.Random(1).sample(load_space(name).distinct_ops(), 3):
+        _check([op])

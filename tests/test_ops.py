@@ -74,8 +74,8 @@ def test_bad_keys_raise_one_clear_error(bad):
 
 
 mbconv_specs = st.builds(
-    lambda hw, cin, cout, k, e, s, se, act, g: OpSpec(
-        "mbconv",
+    lambda kind, hw, cin, cout, k, e, s, se, act, g: OpSpec(
+        kind,
         hw,
         cin * g,
         cout * g,
@@ -87,6 +87,7 @@ mbconv_specs = st.builds(
         act=act,
         skip=(s == 1 and cin == cout),
     ),
+    kind=st.sampled_from(["mbconv", "irf"]),
     hw=st.integers(1, 64),
     cin=st.integers(1, 48),
     cout=st.integers(1, 48),
@@ -94,7 +95,7 @@ mbconv_specs = st.builds(
     e=st.sampled_from([1.0, 3.0, 4.0, 6.0]),
     s=st.sampled_from([1, 2]),
     se=st.booleans(),
-    act=st.sampled_from(["relu6", "hswish"]),
+    act=st.sampled_from(["relu6", "hswish", "relu"]),
     g=st.sampled_from([1, 2]),
 )
 
@@ -165,3 +166,46 @@ def test_cost_features_grow_with_width():
 )
 def test_latkit_only_fields_survive_the_key(spec):
     assert from_key(spec.key) == spec
+
+
+def test_ofa_blocks_without_h_swish_run_relu_as_in_its_mobilenet_v3():
+    key = "expanded_conv-input:56x56x32-output:28x28x48-expand:96-kernel:3-stride:2-idskip:0-se:1-hs:0"
+    spec = from_key(key)
+    assert spec.act == "relu" and spec.key.endswith("-idskip:0-se:1-relu:1")
+    relu6 = spec.replace(act="relu6")
+    assert to_key(relu6, "ofa").endswith("-se:1-hs:0-relu6:1")
+    assert from_key(to_key(relu6, "ofa")) == relu6
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        OpSpec("irf", 56, 24, 24, kernel=3, expand=1, groups=2, act="relu", skip=True),
+        OpSpec("irf", 28, 32, 64, kernel=5, expand=6, stride=2, act="relu"),
+        OpSpec("conv", 56, 24, 32, stride=2, act="relu"),
+    ],
+    ids=lambda s: s.key,
+)
+def test_fbnet_ops_have_their_own_keys_and_costs(spec):
+    assert from_key(spec.key) == spec
+    module = build_op(spec)
+    assert spec.params == sum(p.numel() for p in module.parameters())
+    if spec.type == "irf":
+        assert spec.key.startswith("IRFBlock-") and module.expand is not None
+        assert (module.shuffle is not None) == (spec.groups > 1) == spec.shuffle
+
+
+def test_fbnet_shuffle_is_shufflenets_channel_shuffle():
+    spec = OpSpec("irf", 4, 8, 8, expand=1, groups=2, act="relu", skip=True)
+    shuffle = build_op(spec).shuffle
+    x = torch.arange(8.0).reshape(1, 8, 1, 1)
+    # ShuffleNet: view as (groups, channels per group), transpose, flatten
+    want = x.view(1, 2, 4, 1, 1).transpose(1, 2).reshape(1, 8, 1, 1)
+    assert torch.equal(shuffle(x), want)
+
+
+def test_grouped_blocks_need_divisible_channels():
+    with pytest.raises(LatkitError, match="groups=2 must divide cin=5"):
+        OpSpec("irf", 8, 5, 6, expand=2, groups=2)
+    with pytest.raises(LatkitError, match="op act"):
+        OpSpec("conv", 8, 3, 8, act="gelu")

@@ -145,13 +145,69 @@ def test_auto_extrapolates_to_wider_ops_where_trees_cannot(phone_table):
     assert set(chosen.comparison_) == set(MODELS)
 
 
-def test_auto_picks_the_lowest_score_and_small_tables_use_the_cost_model(phone_table):
+def test_auto_keeps_the_best_family_per_kind_and_small_tables_use_the_cost_model(phone_table):
     ops, y = phone_table
     fitted = LatencyPredictor(seed=1).fit(ops, y)
-    scores = {f: s["score"] for f, s in fitted.comparison_.items()}
-    assert fitted.meta["family"] == min(scores, key=scores.get)
+    scores = fitted.comparison_
+    assert fitted.meta["family"] == min(scores, key=lambda f: scores[f]["cv_score"])
+    extrap = min(scores, key=lambda f: scores[f]["extrap_rmspe"])
+    assert fitted.meta["extrapolation_family"] == extrap
     small = LatencyPredictor().fit(ops[:6], y[:6])
     assert small.meta["family"] == "additive" and small.comparison_ == {}
+    assert not small.op_interval_.finite  # 6 rows cannot calibrate a 90% interval
+
+
+def test_ops_outside_the_fitted_range_go_to_the_extrapolation_family(phone_table):
+    ops, y = phone_table
+    narrow = [i for i, op in enumerate(ops) if op.cin <= 96]
+    fitted = LatencyPredictor().fit([ops[i] for i in narrow], y[narrow])
+    wide = [op for op in ops if op.cin > 96 and op.type == "mbconv"]
+    between = [op.replace(expand=4.0) for op in ops if op.type == "mbconv" and op.expand == 3]
+    inside = [op for op in between if fitted.range_.inside(op)][:3]
+    assert len(inside) == 3 and not any(fitted.is_measured(op) for op in inside)
+    answers = fitted.explain(wide + inside)
+    assert {a.source for a in answers[: len(wide)]} == {"model, outside the fitted range"}
+    assert {a.source for a in answers[len(wide) :]} == {"model"}
+    extrap = fitted.extrap_model_ or fitted.model_
+    assert np.allclose([a.ms for a in answers[: len(wide)]], extrap.predict(wide))
+    low, high = fitted.predict_interval(wide)
+    assert np.all(low < fitted.predict(wide)) and np.all(fitted.predict(wide) < high)
+
+
+def test_intervals_cover_held_out_phone_ops_about_90_percent(phone_table):
+    """5-fold on the phone table: each fold's F (intervals calibrated on its own training rows
+    only) against the ops it never saw."""
+    ops, y = phone_table
+    order = np.random.default_rng(0).permutation(len(ops))
+    hits = []
+    for part in np.array_split(order, 5):
+        train = np.setdiff1d(order, part)
+        fitted = LatencyPredictor().fit([ops[i] for i in train], y[train])
+        low, high = fitted.predict_interval([ops[i] for i in part])
+        hits.extend((low <= y[part]) & (y[part] <= high))
+    assert 0.8 <= np.mean(hits) <= 0.98
+
+
+def test_conformal_halfwidth_is_the_finite_sample_quantile():
+    from latkit.predictors.intervals import conformal_halfwidth
+
+    residuals = np.arange(1, 20) / 100  # 19 residuals: the 90% quantile is the 18th smallest
+    assert conformal_halfwidth(residuals, 0.9) == 0.18
+    assert conformal_halfwidth(residuals[:8], 0.9) == np.inf  # 8 are too few for 90%
+    assert conformal_halfwidth(residuals[:9], 0.9) == 0.09
+
+
+def test_network_interval_from_ops_or_from_networks(phone_table, phone_predictor):
+    ops, _ = phone_table
+    network = load_space("proxyless-mobile").sample_networks(1, seed=0)[0][1].ops
+    from_ops = phone_predictor.network_answer(network)
+    assert from_ops.interval_source == "ops" and from_ops.level == 0.9
+    assert from_ops.low_ms < from_ops.predicted_ms < from_ops.high_ms
+    calibrated = LatencyPredictor.from_state(phone_predictor.to_state())
+    calibrated.calibrate_networks(np.full(19, np.log(1.05)))
+    answer = calibrated.network_answer(network)
+    assert answer.interval_source == "networks"
+    assert answer.high_ms == pytest.approx(answer.predicted_ms * 1.05)
 
 
 def test_fit_rejects_bad_input(phone_table):
@@ -171,11 +227,15 @@ def test_save_load_round_trip_is_plain_json(tmp_path, phone_table, phone_predict
     path = phone_predictor.save(tmp_path / "p" / "predictor.json")
     text = path.read_text()
     state = json.loads(text)  # the whole predictor is one JSON document: nothing to unpickle
-    assert state["format"] == "latkit-predictor" and state["version"] == 1
+    assert state["format"] == "latkit-predictor" and state["version"] == 2
     assert b"\x80" not in path.read_bytes()  # no pickle protocol header anywhere
     loaded = LatencyPredictor.load(path)
     for probe in (ops, space_ops, wider):
         assert np.array_equal(loaded.predict(probe), phone_predictor.predict(probe))
+        for got, want in zip(
+            loaded.predict_interval(probe), phone_predictor.predict_interval(probe)
+        ):
+            assert np.array_equal(got, want)
     assert loaded.meta == phone_predictor.meta and loaded.device == "phone"
 
 
@@ -213,7 +273,7 @@ def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, phone_predictor)
     bad.write_text(json.dumps(state))
     with pytest.raises(LatkitError, match="format version 99"):
         LatencyPredictor.load(bad)
-    state["version"] = 1
+    state["version"] = 2
     state["model"]["family"] = "pickled"
     bad.write_text(json.dumps(state))
     with pytest.raises(LatkitError, match="'pickled'"):

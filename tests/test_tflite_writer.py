@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
 from latkit.profilers.litert import run_tflite
 from latkit.profilers.tflite_writer import UnsupportedOp, export_tflite
-from latkit.spaces import Network
+from latkit.spaces import Network, load_space
 
 RTOL = 1e-4
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -53,7 +55,7 @@ def mbconv_specs(draw) -> OpSpec:
     cout = draw(st.sampled_from([cin, groups * draw(st.integers(1, 6))]))
     skip = stride == 1 and cin == cout and draw(st.booleans())
     return OpSpec(
-        "mbconv",
+        draw(st.sampled_from(["mbconv", "irf"])),
         draw(st.integers(1, 13)),
         cin,
         cout,
@@ -62,7 +64,7 @@ def mbconv_specs(draw) -> OpSpec:
         expand=expand,
         groups=groups,
         se=draw(st.booleans()),
-        act=draw(st.sampled_from(["relu6", "hswish"])),
+        act=draw(st.sampled_from(["relu6", "hswish", "relu"])),
         skip=skip,
         batch=draw(st.sampled_from([1, 1, 2])),
     )
@@ -82,7 +84,7 @@ def other_specs(draw) -> OpSpec:
             cout,
             stride=draw(st.sampled_from([1, 2])),
             kernel=draw(st.sampled_from([1, 3, 5])),
-            act=draw(st.sampled_from(["relu6", "hswish"])),
+            act=draw(st.sampled_from(["relu6", "hswish", "relu"])),
             batch=batch,
         )
     if kind == "zero":
@@ -96,6 +98,30 @@ def other_specs(draw) -> OpSpec:
 @given(spec=st.one_of(mbconv_specs(), mbconv_specs(), other_specs()), seed=st.integers(0, 99))
 def test_random_op_equals_torch(spec: OpSpec, seed: int) -> None:
     assert relative_error([spec], seed=seed) <= RTOL, spec
+
+
+@pytest.mark.parametrize("name", ["fbnet", "fbnet-cifar", "ofa-mbv3"])
+def test_a_sample_of_each_new_spaces_ops_equals_torch(name) -> None:
+    """Four seeded ops of the space (its whole op list is hundreds), plus a whole network."""
+    space = load_space(name)
+    for op in random.Random(0).sample(space.distinct_ops(), 4):
+        assert relative_error([op]) <= RTOL, op.key
+    if name == "fbnet-cifar":
+        (_, network), *_ = space.sample_networks(1, seed=2)
+        assert relative_error(list(network.ops)) <= RTOL
+
+
+def test_fbnet_shuffle_is_one_gather_and_relu_is_fused() -> None:
+    spec = OpSpec("irf", 6, 8, 8, kernel=3, expand=1, groups=2, act="relu", skip=True)
+    assert op_names(export_tflite([spec])) == [
+        "CONV_2D",
+        "GATHER",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "ADD",
+    ]
+    options = parse(export_tflite([spec])).subgraphs[0].operators[0].builtinOptions
+    assert options.fusedActivationFunction == schema.ActivationFunctionType.RELU
 
 
 def test_published_proxyless_mobile_network_equals_torch(published) -> None:

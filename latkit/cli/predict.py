@@ -1,4 +1,5 @@
-"""Predictor commands: fit F, validate it on whole networks, import and export latency tables."""
+"""Predictor commands: fit F, validate it on whole networks, predict networks, import and export
+latency tables."""
 
 from __future__ import annotations
 
@@ -36,16 +37,24 @@ NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     table = Table(title=title)
-    for col in ("", "±5%", "±10%", "RMSPE", "Spearman"):
+    coverage = any("coverage" in m for m in rows.values())
+    columns = ("", "±5%", "±10%", "RMSPE", "Spearman", "Kendall", "90% interval covers")
+    for col in columns if coverage else columns[:-1]:
         table.add_column(col, justify="right")
     for label, m in rows.items():
-        table.add_row(
+        if "acc10" not in m:
+            continue
+        cells = [
             label,
             f"{m['acc5']:.1%}",
             f"{m['acc10']:.1%}",
             f"{m['rmspe']:.2f}%",
             f"{m['spearman']:.3f}",
-        )
+            f"{m['kendall']:.3f}",
+        ]
+        if coverage:
+            cells.append(f"{m['coverage']:.1%}" if "coverage" in m else "")
+        table.add_row(*cells)
     return table
 
 
@@ -81,8 +90,22 @@ def fit(
         "--networks",
         help=(
             'Fit from whole-network timings instead: a JSONL file, one {"ops": [...], '
-            '"latency_ms": x} per line, the ops as op spec dicts or table keys.'
+            '"latency_ms": x} per line, the ops as op spec dicts or table keys. --device may '
+            "then be a new name: the device is created (it has no device file)."
         ),
+    ),
+    train: int | None = typer.Option(
+        None,
+        "--train",
+        min=2,
+        help="With --networks: fit on N networks picked at random (seeded) and score all the "
+        "others (few-shot: 10 or 20 timings scored on hundreds); replaces --test-fraction.",
+    ),
+    prior: str | None = typer.Option(
+        None,
+        "--prior",
+        help="With --networks: an already fitted device (name or device file) as prior "
+        "knowledge: F = scale x its predictor + corrections, fitted on the networks.",
     ),
     calibrate: bool = typer.Option(
         False,
@@ -92,32 +115,45 @@ def fit(
     ),
     data_dir: Path = typer.Option(Path("data"), help=DATA_HELP, callback=writable_dir),
     json_out: Path | None = typer.Option(
-        None, "--json", help="Write the held-out metrics here.", callback=writable_file
+        None,
+        "--json",
+        help="Write the held-out metrics (with interval coverage) here.",
+        callback=writable_file,
     ),
 ) -> None:
     """Fit the device's latency predictor F(op) and print held-out accuracy.
 
     From op rows (the default): every measured op becomes a table entry (an exact hit returns the
-    measured value), and the best of several model families, compared on the same splits, answers
-    for every other op. Whole-network timings already in the store set the per-network overhead.
+    measured value), and the model families, compared on the same splits of the rows, answer for
+    every other op: the best on random folds inside the profiled range, the best with the widest
+    ops held out outside it. Whole-network timings already in the store set the per-network
+    overhead and calibrate the network interval.
 
     From networks (--networks): network = sum of F(op) + overhead, fitted by least squares with a
-    per-op cost model, so F generalises to op combinations never timed together.
+    per-op cost model, so F generalises to op combinations never timed together; with --prior
+    or --calibrate, around an existing predictor.
+
+    Every answer of F comes with a 90% interval (split-conformal on held-out residuals); the
+    printed coverage is how often it held on the held-out rows or networks.
     """
     from latkit.predictors import predictor_path
 
+    if networks is None and (calibrate or train is not None or prior is not None):
+        raise LatkitError("--calibrate, --train and --prior need --networks NETS.jsonl")
+    if calibrate and prior is not None:
+        raise LatkitError("--calibrate and --prior both set the prior: give one")
     with open_store(db) as store:
-        resolved = resolve_device(device, store)
-        name = device_name(resolved)
         if networks is None:
-            if calibrate:
-                raise LatkitError("--calibrate needs --networks NETS.jsonl")
+            resolved = resolve_device(device, store)
+            name = device_name(resolved)
             result = _fit_ops(store, name, test_fraction, seed, data_dir)
         else:
-            result = _fit_networks(store, resolved, networks, calibrate, test_fraction, seed)
+            resolved = _network_target(device, store)
+            name = device_name(resolved)
+            base = _prior(store, name, prior, calibrate, seed, data_dir)
+            result = _fit_networks(resolved, networks, base, test_fraction, train, seed)
             result.predictor.save(predictor_path(name, data_dir))
-        if store.device(name) is None:  # once fitted, the name alone finds the device
-            store.register_device(resolved)
+        store.register_device(resolved)  # once fitted, the name alone finds the device
     predictor = result.predictor
     print_fields(
         [
@@ -142,11 +178,61 @@ def fit(
             json_out,
             {
                 "device": name,
+                "source": result.unit,
+                "family": predictor.meta.get("family"),
+                "prior": predictor.meta.get("prior"),
                 "n_train": result.n_train,
                 "n_test": result.n_test,
+                "interval_level": predictor.level,
                 "test": result.test,
             },
         )
+
+
+def _network_target(device: str, store):
+    """The device a network fit is for: a device file, a known device, or a new name, which is
+    created (with a note: it has no device file, so it can be predicted but not profiled)."""
+    path = Path(device)
+    if path.suffix in (".yaml", ".yml") or path.exists() or store.device(device) is not None:
+        resolved = resolve_device(device, store)
+        store.register_device(resolved)
+        return resolved
+    if not NAME.match(device):
+        raise LatkitError(
+            f"--device {device!r}: a device name may only hold letters, digits, '.', '_' and '-'"
+        )
+    store.register_device(device)
+    err_console.print(
+        f"new device {device!r} in {store.path}: it has no device file, so F is fitted from "
+        "the networks alone and the device can be predicted (latkit predict), not profiled",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return device
+
+
+def _prior(store, name: str, prior: str | None, calibrate: bool, seed: int, data_dir: Path):
+    """The predictor a network fit starts from: this device's op-table fit (--calibrate), an
+    already fitted device's predictor (--prior), or none."""
+    from latkit.predictors import LatencyPredictor, load_predictor
+    from latkit.predictors.fit import op_rows
+
+    if calibrate:
+        ops, latencies, env = op_rows(store, name)
+        return LatencyPredictor(seed=seed, device=name).fit(ops, latencies).stamp(**env)
+    if prior is None:
+        return None
+    path = Path(prior)
+    reference = (
+        device_name(resolve_device(prior, store))
+        if path.suffix in (".yaml", ".yml") or path.exists()
+        else prior
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base = load_predictor(reference, data_dir)
+    _print_warnings(caught)
+    return base
 
 
 @dataclass(frozen=True)
@@ -171,24 +257,92 @@ def _fit_ops(store, name: str, test_fraction: float, seed: int, data_dir: Path) 
 
 
 def _fit_networks(
-    store, device, networks: Path, calibrate: bool, test_fraction: float, seed: int
+    device, networks: Path, base, test_fraction: float, train: int | None, seed: int
 ) -> _Fitted:
-    from latkit.predictors import LatencyPredictor, fit_networks, load_network_samples
-    from latkit.predictors.fit import op_rows
+    from latkit.predictors import fit_networks, load_network_samples
 
     name = device_name(device)
-    base = None
-    if calibrate:
-        ops, latencies, env = op_rows(store, name)
-        base = LatencyPredictor(seed=seed, device=name).fit(ops, latencies).stamp(**env)
     batch = 1 if isinstance(device, str) else device.batch_size
     samples = load_network_samples(networks, batch=batch)
-    predictor, test = fit_networks(samples, test_fraction=test_fraction, seed=seed, base=base)
-    predictor.device = name
+    predictor, test = fit_networks(
+        samples, test_fraction=test_fraction, seed=seed, base=base, n_train=train, device=name
+    )
     if not isinstance(device, str):
         predictor.meta.update(runtime=device.runtime, batch=batch, threads=device.threads)
     meta = predictor.meta
     return _Fitted(predictor, meta["n_train"], meta["n_test"], test, {}, "networks")
+
+
+@app.command()
+def predict(
+    device: str = typer.Option(..., "--device", "-d", help=DEVICE_HELP),
+    arch: list[Path] = typer.Option(
+        [],
+        "--arch",
+        help="A network: ProxylessNAS net.config, once-for-all MobileNetV3 config, or "
+        'once-for-all subnet choices {"ks": [...], "e": [...], "d": [...], "r": [224]}; '
+        "repeatable.",
+    ),
+    networks: Path | None = typer.Option(
+        None,
+        "--networks",
+        help='Networks as in `latkit fit --networks`: one {"ops": [...]} per line '
+        '(latency_ms, if present, is shown as measured; "name" names the line).',
+    ),
+    ops: bool = typer.Option(
+        False,
+        "--ops",
+        help="Also show each op's latency and share, and whether the device's "
+        "table measured it or F's model answered.",
+    ),
+    space: str = typer.Option(
+        "ofa-mbv3", help="Space that once-for-all subnet choices refer to (name or YAML)."
+    ),
+    resolution: int | None = typer.Option(
+        None, "--resolution", min=1, help="Input size for configs that do not give one."
+    ),
+    db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " Stored end-to-end timings are shown."),
+    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write one entry per network, in input order, here."
+    ),
+) -> None:
+    """Predict how fast networks run on the device, with a 90% interval each.
+
+    Answers come from the device's predictor (`latkit fit`); nothing is timed. A network the
+    store already holds a timing of (same ops, same environment) shows it beside F's answer.
+    The interval is calibrated on held-out whole networks where the predictor had them, else it
+    adds up the ops' intervals (wide: it cannot see what only whole networks show).
+    """
+    from latkit.workflows.predict import predict as predict_networks
+
+    answers = predict_networks(
+        device, arch, networks, db=db, data_dir=data_dir, space=space, input_hw=resolution
+    )
+    table = Table(title=f"F of {device}: {len(answers)} network(s)")
+    for col in ("network", "predicted ms", "90% interval ms", "interval from", "measured ms"):
+        table.add_column(col, justify="right")
+    for a in answers:
+        high = "∞" if a.high_ms == float("inf") else f"{a.high_ms:.3f}"
+        measured = "-" if a.measured_ms is None else f"{a.measured_ms:.3f}"
+        table.add_row(
+            a.name,
+            f"{a.predicted_ms:.3f}",
+            f"{a.low_ms:.3f} .. {high}",
+            a.interval_source,
+            measured,
+        )
+    console.print(table)
+    if ops:
+        for a in answers:
+            detail = Table(title=f"{a.name}: {a.predicted_ms:.3f} ms")
+            for col in ("op", "ms", "share", "from"):
+                detail.add_column(col, justify="right" if col in ("ms", "share") else "left")
+            for share in a.ops:
+                detail.add_row(share.key, f"{share.ms:.4f}", f"{share.share:.1%}", share.source)
+            console.print(detail)
+    if json_out:
+        write_json(json_out, {"networks": [a.to_json(with_ops=ops) for a in answers]})
 
 
 @app.command()

@@ -1,0 +1,197 @@
+"""How fast is this network on that device? F's answer for networks read from files.
+
+`predict` reads ProxylessNAS `net.config`s, once-for-all MobileNetV3 configs and subnet choices
+(`--arch`), and the JSONL of `latkit fit --networks`, and answers for each network with the
+device's predictor: the latency, its interval, each op's share (a measured table entry or the
+model's answer), and the whole-network timing the store already holds for it, if any. Nothing is
+timed: this is the question a search asks millions of times, asked once from the command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latkit.devices import DeviceConfig, load_device
+from latkit.errors import LatkitError
+from latkit.ops import OpSpec
+from latkit.predictors.fit import DATA_DIR, load_predictor
+from latkit.predictors.networks import read_network_lines
+from latkit.predictors.predictor import LatencyPredictor
+from latkit.records import arch_id
+from latkit.spaces import SearchSpace, load_arch
+from latkit.store import MeasurementStore
+
+
+@dataclass(frozen=True)
+class OpShare:
+    """One op of a predicted network: its latency, share of the network, and where it came from
+    (`table`: measured on the device; `model`: F's model, inside or outside the fitted range)."""
+
+    key: str
+    ms: float
+    share: float
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "ms": self.ms, "share": self.share, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """F's answer for one network, and the stored end-to-end timing of it when there is one."""
+
+    name: str
+    source: str
+    predicted_ms: float
+    low_ms: float
+    high_ms: float
+    level: float
+    interval_source: str
+    measured_ms: float | None
+    ops: tuple[OpShare, ...]
+
+    def to_json(self, with_ops: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "source": self.source,
+            "predicted_ms": self.predicted_ms,
+            "interval": {
+                "level": self.level,
+                "low_ms": self.low_ms,
+                "high_ms": _finite(self.high_ms),
+                "calibrated_on": self.interval_source,
+            },
+            "measured_ms": self.measured_ms,
+        }
+        if with_ops:
+            out["ops"] = [op.to_json() for op in self.ops]
+        return out
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an unbounded interval end is null."""
+    return value if value != float("inf") else None
+
+
+@dataclass(frozen=True)
+class Named:
+    """A network to predict: name, where it was read, its ops, and a latency the file gave."""
+
+    name: str
+    source: str
+    ops: tuple[OpSpec, ...]
+    given_ms: float | None = None
+
+
+def read_networks(
+    archs: Sequence[str | Path] = (),
+    networks: str | Path | None = None,
+    *,
+    batch: int = 1,
+    space: SearchSpace | str | None = None,
+    input_hw: int | None = None,
+) -> list[Named]:
+    """The networks of `archs` files, then of the `networks` JSONL, in input order."""
+    out = [
+        Named(net.name, str(path), tuple(net.ops))
+        for path in archs
+        for net in [load_arch(path, batch=batch, space=space, input_hw=input_hw)]
+    ]
+    if networks is not None:
+        for line in read_network_lines(networks, batch, need_latency=False):
+            out.append(Named(line.name, str(networks), line.ops, line.latency_ms))
+    if not out:
+        raise LatkitError("nothing to predict: give --arch NET.config and/or --networks NETS.jsonl")
+    return out
+
+
+def answer(
+    predictor: LatencyPredictor, network: Named, measured_ms: float | None = None
+) -> Prediction:
+    """F's answer for one network, op by op."""
+    whole = predictor.network_answer(network.ops)
+    explained = predictor.explain(network.ops)
+    contributions = predictor.contribution(network.ops)
+    total = whole.predicted_ms or 1.0
+    shares = [
+        OpShare(a.op.key, float(c), float(c) / total, a.source)
+        for a, c in zip(explained, contributions)
+    ]
+    if predictor.overhead_ms:
+        overhead = predictor.overhead_ms
+        shares.append(OpShare("(per-network overhead)", overhead, overhead / total, "networks"))
+    return Prediction(
+        network.name,
+        network.source,
+        whole.predicted_ms,
+        whole.low_ms,
+        whole.high_ms,
+        whole.level,
+        whole.interval_source,
+        measured_ms if measured_ms is not None else network.given_ms,
+        tuple(shares),
+    )
+
+
+def stored_timing(
+    store: MeasurementStore, device: str, ops: Sequence[OpSpec], env_id: str | None
+) -> float | None:
+    """The median of the device's stored end-to-end timing of exactly these ops (in the
+    predictor's environment when it has one, else the latest)."""
+    frame = store.networks(device)
+    if frame.empty:
+        return None
+    rows = frame[frame["arch_id"] == arch_id(ops)]
+    if env_id:
+        rows = rows[rows["env_id"] == env_id]
+    return float(rows["median_ms"].iloc[-1]) if len(rows) else None
+
+
+def _device(device: str | DeviceConfig, store: MeasurementStore | None) -> tuple[str, int | None]:
+    """(name, batch size if known) of a device file, config, or name."""
+    if isinstance(device, DeviceConfig):
+        return device.name, device.batch_size
+    path = Path(device)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        config = load_device(path)
+        return config.name, config.batch_size
+    known = store.device(device) if store is not None else None
+    if known and known["config"]:
+        return device, int(known["config"].get("batch_size", 1))
+    return device, None
+
+
+def predict(
+    device: str | DeviceConfig,
+    archs: Sequence[str | Path] = (),
+    networks: str | Path | None = None,
+    *,
+    db: str | Path | None = None,
+    data_dir: Path = DATA_DIR,
+    space: SearchSpace | str | None = None,
+    input_hw: int | None = None,
+) -> list[Prediction]:
+    """Predict every network of `archs` and `networks` on `device` (a device file, its config,
+    or a device name whose predictor is under `data_dir`), one `Prediction` each, in input
+    order. With `db` (an existing store), stored whole-network timings are looked up too."""
+    store = MeasurementStore(db) if db is not None and Path(db).exists() else None
+    try:
+        name, batch = _device(device, store)
+        predictor = load_predictor(name, Path(data_dir))
+        batch = batch or int(predictor.meta.get("batch", 1))
+        nets = read_networks(archs, networks, batch=batch, space=space, input_hw=input_hw)
+        env_id = predictor.meta.get("env_id")
+        return [
+            answer(
+                predictor,
+                net,
+                stored_timing(store, name, net.ops, env_id) if store is not None else None,
+            )
+            for net in nets
+        ]
+    finally:
+        if store is not None:
+            store.close()
