@@ -26,7 +26,7 @@ from latkit.cli import app, main
 from latkit.ops import OpSpec
 from latkit.records import Environment, Stats
 from latkit.store import MeasurementStore
-from tests.conftest import write_device
+from tests.conftest import DATA, write_device
 
 CASES = (
     "missing file",
@@ -51,6 +51,7 @@ class World:
         self.folder.mkdir()
         self.garbage = root / "garbage.yaml"
         self.garbage.write_text("- just\n- a list\n")
+        self.arch = str(DATA / "archs" / "proxylessnas" / "proxyless_mobile.config")
         self.not_json = root / "not.config"
         self.not_json.write_text("{ this is not json")
         self.blocker = root / "blocker"
@@ -216,6 +217,35 @@ MATRIX = [
     Bad("fit", "bad numbers", lambda w: [*DEV, "--test-fraction", "2"], _text("--test-fraction")),
     Bad("fit", "unwritable output folder", lambda w: [*DEV, "--json", w.out], _w("blocker")),
     Bad("fit", "unwritable output folder", lambda w: [*DEV, "--data-dir", w.out], _w("blocker")),
+    # predict
+    Bad(
+        "predict",
+        "unknown device",
+        lambda w: ["--device", "nosuch", "--arch", w.arch],
+        _text("nosuch"),
+    ),
+    Bad(
+        "predict",
+        "empty store",
+        lambda w: ["--device", w.device, "--arch", w.arch],
+        _text("predictor"),
+        "empty",
+    ),
+    Bad("predict", "missing file", lambda w: [*DEV, "--arch", w.missing], _w("missing")),
+    Bad("predict", "wrong format", lambda w: [*DEV, "--arch", str(w.not_json)], _w("not_json")),
+    Bad("predict", "missing file", lambda w: [*DEV, "--networks", w.missing], _w("missing")),
+    Bad(
+        "predict",
+        "bad numbers",
+        lambda w: [*DEV, "--arch", str(w.not_json), "--resolution", "0"],
+        _text("--resolution"),
+    ),
+    Bad(
+        "predict",
+        "unwritable output folder",
+        lambda w: [*DEV, "--arch", str(w.not_json), "--json", w.out],
+        _w("blocker"),
+    ),
     # validate
     Bad("validate", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
     Bad("validate", "bad numbers", lambda w: [*DEV, "--networks", "0"], _text("--networks")),
@@ -315,7 +345,7 @@ class _Placeholder(World):
     """Stand-in paths for readable test ids."""
 
     def __init__(self) -> None:
-        for name in ("device", "missing", "folder", "garbage", "not_json", "out", "twin"):
+        for name in ("device", "missing", "folder", "garbage", "not_json", "out", "twin", "arch"):
             setattr(self, name, f"<{name}>")
         self.blocker = "<blocker>"
         self.bad_csv, self.wrong_csv = "<bad.csv>", "<wrong.csv>"

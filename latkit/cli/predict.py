@@ -304,7 +304,10 @@ def predict(
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " Stored end-to-end timings are shown."),
     data_dir: Path = typer.Option(Path("data"), help=DATA_HELP),
     json_out: Path | None = typer.Option(
-        None, "--json", help="Write one entry per network, in input order, here."
+        None,
+        "--json",
+        help="Write one entry per network, in input order, here.",
+        callback=writable_file,
     ),
 ) -> None:
     """Predict how fast networks run on the device, with a 90% interval each.

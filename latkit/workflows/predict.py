@@ -9,6 +9,7 @@ timed: this is the question a search asks millions of times, asked once from the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,11 @@ def _device(device: str | DeviceConfig, store: MeasurementStore | None) -> tuple
     return device, None
 
 
+def _at_batch(network: Named, batch: int) -> Named:
+    ops = tuple(op.replace(batch=batch) for op in network.ops)
+    return dataclasses.replace(network, ops=ops)
+
+
 def predict(
     device: str | DeviceConfig,
     archs: Sequence[str | Path] = (),
@@ -180,9 +186,12 @@ def predict(
     store = MeasurementStore(db) if db is not None and Path(db).exists() else None
     try:
         name, batch = _device(device, store)
-        predictor = load_predictor(name, Path(data_dir))
-        batch = batch or int(predictor.meta.get("batch", 1))
-        nets = read_networks(archs, networks, batch=batch, space=space, input_hw=input_hw)
+        # the inputs first, so a wrong file is named before a missing predictor is
+        nets = read_networks(archs, networks, batch=batch or 1, space=space, input_hw=input_hw)
+        source = device.source if isinstance(device, DeviceConfig) else None
+        predictor = load_predictor(name, Path(data_dir), device_file=source)
+        if batch is None and int(predictor.meta.get("batch", 1)) != 1:
+            nets = [_at_batch(net, int(predictor.meta["batch"])) for net in nets]
         env_id = predictor.meta.get("env_id")
         return [
             answer(
