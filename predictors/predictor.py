@@ -29,6 +29,8 @@ FORMAT_VERSION = 1
 DEFAULT_FAMILIES: tuple[str, ...] = ("additive", "loglinear", "gbdt", "hybrid")
 #: with fewer rows than this, cross-validation says nothing: the cost model is used as is
 MIN_ROWS_TO_SELECT = 10
+#: networks nearest a search's target that set the overhead for it (`fit_overhead(near_ms=)`)
+LOCAL_NETWORKS = 3
 
 
 class PredictorMismatchWarning(UserWarning):
@@ -222,22 +224,36 @@ class LatencyPredictor:
         self._fitted()
         return op in self.table_
 
-    def fit_overhead(self, samples: Sequence[tuple[Sequence[OpSpec], float]]) -> float:
+    def fit_overhead(
+        self, samples: Sequence[tuple[Sequence[OpSpec], float]], near_ms: float | None = None
+    ) -> float:
         """Fit gap = overhead - per_op * (non-zero ops) over whole networks, where gap is
         measured minus the sum of F.
 
         Each op timed alone pays the runtime's per-call cost once, a network pays it once in
-        all, so networks with fewer ops (more zero ops) sit higher above their op sum. The fit is
-        Theil-Sen (median of pairwise slopes), so a network timed during a burst of background
-        load moves neither number; with fewer than 3 networks or one op count, the per-op part
-        is 0 and the overhead is the median gap.
+        all, so networks with fewer ops (more zero ops) sit higher above their op sum. per_op is
+        the Theil-Sen slope (median of pairwise slopes), so a network timed during a burst of
+        background load moves neither number, bounded above by the smallest F of any op in the
+        table or the networks, so that no op's contribution is negative; with fewer than 3
+        networks or one op count it stays as it was (0 for a new predictor). The overhead is
+        the median of gap + per_op * ops, over every network, or with `near_ms` over the
+        `LOCAL_NETWORKS` that the global fit predicts nearest it: a search asks F about networks
+        predicted at about its target (the ones it derives among them), and there the local
+        level is what counts.
         """
         gaps = np.array([latency - float(self.predict(ops).sum()) for ops, latency in samples])
         counts = np.array([sum(op.type != "zero" for op in ops) for ops, _ in samples])
-        self.per_op_ms, self.overhead_ms = 0.0, float(np.median(gaps)) if len(gaps) else 0.0
         if len(gaps) >= 3 and len(set(counts.tolist())) > 1:
-            slope, intercept, _, _ = theilslopes(gaps, counts)
-            self.per_op_ms, self.overhead_ms = float(-slope), float(intercept)
+            slope, _, _, _ = theilslopes(gaps, counts)
+            timed = [op for ops, _ in samples for op in ops if op.type != "zero"]
+            smallest = float(self.predict([*getattr(self, "table_", {}), *timed]).min())
+            self.per_op_ms = min(float(-slope), smallest)
+        level = gaps + self.per_op_ms * counts
+        if near_ms is not None and len(level) > LOCAL_NETWORKS:
+            measured = np.array([latency for _, latency in samples])
+            predicted = measured - level + np.median(level)
+            level = level[np.argsort(np.abs(predicted - near_ms))[:LOCAL_NETWORKS]]
+        self.overhead_ms = float(np.median(level)) if len(level) else 0.0
         self.meta["overhead_networks"] = len(gaps)
         return self.overhead_ms
 

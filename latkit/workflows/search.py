@@ -1,14 +1,21 @@
-"""A whole hardware-aware search: F -> supernet -> architecture -> timed on the device.
+"""A whole hardware-aware search: F -> supernet -> architecture -> timed on the device, in a loop.
 
-`run_search` loads the device's predictor, searches, derives the architecture (optionally projected
-onto the hard budget), writes it as `net.config`, trains it briefly from scratch, and times it end
-to end with the device's own profiler, so the predicted figure is checked against a measured one.
-Each epoch is appended to `history.csv` as it finishes.
+`run_search` loads the device's predictor, searches, derives the most probable architecture within
+the target's window, and times it end to end with the device's own profiler. Where predicted and
+measured disagree by more than `TOLERANCE` (or the measurement misses the target), the timing
+joins the device's calibration networks, F's network terms are refit around the target, the
+architecture is derived again and timed again: at most `ROUNDS` rounds, each reported. Then the
+chosen architecture is written as `net.config` and trained briefly from scratch. Each epoch is
+appended to `history.csv` as it finishes.
+
+A device known only by imported data (no device file, no profiler) is searched against its F all
+the same; nothing is measured unless `measure_on` names a device file to time the result on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +29,13 @@ import torch
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.files import write_json
+from latkit.predictors import LatencyPredictor, load_predictor
+from latkit.predictors.fit import stored_networks
 from latkit.reporting import Reporter, SilentReporter
 from latkit.search.datasets import Dataset, load_dataset
-from latkit.search.export import argmax_arch, project_to_budget, write_net_config
-from latkit.search.latency import LatencyTable, Predictor
+from latkit.search.export import WINDOW, argmax_arch, derive, write_net_config
+from latkit.search.latency import LatencyTable
+from latkit.search.losses import DEFAULT_LOSS
 from latkit.search.plots import plot_history
 from latkit.search.supernet import SuperNet, trainable_network
 from latkit.search.trainer import EpochRecord, SearchConfig, SearchTrainer, train_network
@@ -35,8 +45,12 @@ from latkit.store import MeasurementStore
 #: ProxylessNAS moves α with lr 1e-3 over ~10^5 ImageNet arch steps; digits gives ~10^2, so
 #: searches started from the command line default to a larger step.
 ARCH_LR = 0.03
-#: add-linear, because with Adam the direction of mul-log's update does not depend on T.
-LOSS = "add-linear"
+#: the target-seeking loss; ProxylessNAS's own are `add-linear` and `mul-log`
+LOSS = DEFAULT_LOSS
+#: the most derive-and-time rounds of the closed loop
+ROUNDS = 3
+#: predicted vs measured, and measured vs T, agree when within this share
+TOLERANCE = 0.05
 
 
 @contextlib.contextmanager
@@ -57,6 +71,32 @@ def search_config(**settings: Any) -> SearchConfig:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One derive-and-time round of the closed loop."""
+
+    index: int
+    arch: tuple[int, ...]
+    predicted_ms: float
+    measured_ms: float
+    timing_s: float
+    refit_s: float = 0.0
+
+    @property
+    def error(self) -> float:
+        """(predicted − measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.index,
+            "arch_index": list(self.arch),
+            "predicted_ms": self.predicted_ms,
+            "measured_ms": self.measured_ms,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class SearchResult:
     arch: tuple[int, ...]
     names: tuple[str, ...]
@@ -68,12 +108,21 @@ class SearchResult:
     search_s: float
     argmax_arch: tuple[int, ...]
     argmax_ms: float
+    range_ms: tuple[float, float] = (0.0, 0.0)
+    rounds: tuple[Round, ...] = ()
+    measured_on: str | None = None
+    note: str = ""
     history: list[EpochRecord] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     probs: tuple[np.ndarray, ...] = ()
 
+    @property
+    def loop_s(self) -> float:
+        """What the loop added to one timing of the result: further timings, refits, derivations."""
+        return sum(r.refit_s for r in self.rounds) + sum(r.timing_s for r in self.rounds[1:])
+
     def to_json(self) -> dict[str, Any]:
-        """The `--json` payload: the six fields the CLI promises, then provenance."""
+        """The `--json` payload: the six fields the CLI promises, then the loop and provenance."""
         return {
             "arch": list(self.names),
             "target_ms": self.target_ms,
@@ -81,6 +130,11 @@ class SearchResult:
             "measured_ms": self.measured_ms,
             "accuracy": self.accuracy,
             "search_s": self.search_s,
+            "range_ms": list(self.range_ms),
+            "rounds": [r.to_json() for r in self.rounds],
+            "loop_s": self.loop_s,
+            "measured_on": self.measured_on,
+            "note": self.note,
             "arch_index": list(self.arch),
             "argmax_ms": self.argmax_ms,
             "files": {k: str(v) for k, v in self.paths.items()},
@@ -91,53 +145,84 @@ def default_out_dir(data_dir: Path, device: str, space: str, target_ms: float) -
     return Path(data_dir) / device / f"search-{space}-{target_ms:g}ms"
 
 
+def landing(target_ms: float, hard: bool, tolerance: float = TOLERANCE) -> tuple[float, float]:
+    """Where a measured latency lands on T: [T(1−2·tol), T] with a hard budget, else T(1±tol)."""
+    if hard:
+        return target_ms * (1 - 2 * tolerance), target_ms
+    return target_ms * (1 - tolerance), target_ms * (1 + tolerance)
+
+
 def run_search(
-    device: DeviceConfig,
+    device: DeviceConfig | str,
     config: SearchConfig,
     *,
     space: SearchSpace | str = "proxyless-tiny",
     dataset: str | Dataset = "digits",
-    predictor: Predictor | None = None,
+    predictor: LatencyPredictor | None = None,
     hard_budget: bool = False,
     final_epochs: int = 5,
     measure: bool = True,
+    measure_on: DeviceConfig | None = None,
+    rounds: int = ROUNDS,
     data_dir: Path = Path("data"),
     out_dir: Path | None = None,
     store: MeasurementStore | None = None,
     reporter: Reporter | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> SearchResult:
-    """Search `space` on `dataset` against the device's F at `config.target_ms`."""
+    """Search `space` on `dataset` against the device's F at `config.target_ms`, then close the
+    loop on the device (see the module doc). `device` is a device file's config or the name of
+    a device known only by imported data; `measure_on` times the result on another device file.
+    With `config.epochs` 0 nothing is trained (the range of F and a derivation come at once)."""
     reporter = reporter or SilentReporter()
     space = load_space(space) if isinstance(space, str) else space
+    if rounds < 1:
+        raise LatkitError(f"--rounds must be >= 1, got {rounds}")
+    name = device if isinstance(device, str) else device.name
     if predictor is None:
-        from latkit.predictors import load_predictor
-
-        predictor = load_predictor(device.name, Path(data_dir), device_file=device.source)
-    table = LatencyTable.from_predictor(predictor, space, batch=device.batch_size)
+        source = None if isinstance(device, str) else device.source
+        predictor = load_predictor(name, Path(data_dir), device_file=source)
+    predictor = copy.deepcopy(predictor)  # the loop refits its network terms
+    batch = int(predictor.meta.get("batch", 1)) if isinstance(device, str) else device.batch_size
+    timer = measure_on or (None if isinstance(device, str) else device)
+    note = ""
+    if measure and timer is None:
+        note = (
+            f"nothing was measured: {name} is imported data with no profiler; the latencies are "
+            "F's predictions (--measure-on FILE times the result on a device)"
+        )
+        reporter.note(note, "warning")
+    measure = measure and timer is not None
+    table = LatencyTable.from_predictor(predictor, space, batch=batch)
     _, fastest_ms = table.fastest()
     _, slowest_ms = table.slowest()
     target = config.target_ms
     reporter.note(
-        f"F on {device.name}: architectures of {space.name} run in {fastest_ms:.4g} .. "
+        f"F on {name}: architectures of {space.name} run in {fastest_ms:.4g} .. "
         f"{slowest_ms:.4g} ms predicted; target {target:g} ms"
     )
     if hard_budget and target < fastest_ms:
         raise LatkitError(
             f"--target-ms {target:g} is below the fastest architecture of {space.name} on "
-            f"{device.name} ({fastest_ms:.4g} ms predicted); raise it or drop --hard-budget"
+            f"{name} ({fastest_ms:.4g} ms predicted); raise it or drop --hard-budget"
         )
-    data = (
-        load_dataset(dataset, space.input_hw, space.in_channels, seed=config.seed)
-        if isinstance(dataset, str)
-        else dataset
-    )
-    if data.num_classes != space.num_classes:
-        raise LatkitError(
-            f"dataset {data.name} has {data.num_classes} classes but space {space.name} "
-            f"ends in {space.num_classes} logits"
+    if hard_budget and config.loss == LOSS and "aim" not in config.loss_params:
+        # aim at the middle of the hard window, [T(1-2w), T]
+        config = replace(config, loss_params={**config.loss_params, "aim": 1 - WINDOW})
+    training = config.epochs > 0 or final_epochs > 0
+    data = None
+    if training:
+        data = (
+            load_dataset(dataset, space.input_hw, space.in_channels, seed=config.seed)
+            if isinstance(dataset, str)
+            else dataset
         )
-    out_dir = Path(out_dir or default_out_dir(Path(data_dir), device.name, space.name, target))
+        if data.num_classes != space.num_classes:
+            raise LatkitError(
+                f"dataset {data.name} has {data.num_classes} classes but space {space.name} "
+                f"ends in {space.num_classes} logits"
+            )
+    out_dir = Path(out_dir or default_out_dir(Path(data_dir), name, space.name, target))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "net_config": out_dir / "net.config",
@@ -145,44 +230,71 @@ def run_search(
         "png": out_dir / "search.png",
         "result": out_dir / "result.json",
     }
-
-    torch.manual_seed(config.seed)
-    # REINFORCE samples whole single-path networks; the binary-gate modes only matter to gradients.
-    mode = "single" if config.strategy == "reinforce" else config.mode
-    net = SuperNet(space, mode, seed=config.seed)
-    trainer = SearchTrainer(net, table, data, replace(config, mode=mode))
-    started = time.perf_counter()
-    advance = reporter.task(
-        f"searching {space.name} ({config.strategy}, {mode})", trainer.total_steps()
-    )
     paths["history"].unlink(missing_ok=True)
 
-    def epoch_done(record: EpochRecord) -> None:
-        _append_history(paths["history"], record)
-        if on_epoch:
-            on_epoch(record)
+    started = time.perf_counter()
+    mode = "single" if config.strategy == "reinforce" else config.mode
+    history: list[EpochRecord] = []
+    if config.epochs > 0:
+        assert data is not None
+        torch.manual_seed(config.seed)
+        # REINFORCE samples whole single-path networks; binary-gate modes only matter to gradients.
+        net = SuperNet(space, mode, seed=config.seed)
+        trainer = SearchTrainer(net, table, data, replace(config, mode=mode))
+        advance = reporter.task(
+            f"searching {space.name} ({config.strategy}, {config.loss}, {mode})",
+            trainer.total_steps(),
+        )
 
-    history = trainer.run(on_epoch=epoch_done, on_step=lambda: advance(1))
-    probs = net.probs()
-    argmax = argmax_arch(probs)
-    arch = project_to_budget(probs, table, target) if hard_budget else argmax
-    search_s = time.perf_counter() - started
+        def epoch_done(record: EpochRecord) -> None:
+            _append_history(paths["history"], record)
+            if on_epoch:
+                on_epoch(record)
 
-    network = space.network(arch, batch=device.batch_size, name=f"{space.name}-{target:g}ms")
-    predicted = predictor.predict_network(network.ops)
-    write_net_config(network, paths["net_config"])
-    if history:
+        history = trainer.run(on_epoch=epoch_done, on_step=lambda: advance(1))
+        probs = net.probs()
         plot_history(
             history,
             target,
             paths["png"],
-            f"{space.name} on {device.name}: {config.strategy}, {config.loss}, {mode}",
+            f"{space.name} on {name}: {config.strategy}, {config.loss}, {mode}",
         )
     else:
+        probs = [np.full(len(c), 1.0 / len(c)) for c in table.layers]
         paths.pop("png")
+    argmax = argmax_arch(probs)
+    arch = derive(probs, table, target, hard=hard_budget)
+    search_s = time.perf_counter() - started
+
+    done: tuple[Round, ...] = ()
+    measured = None
+    if measure:
+        assert timer is not None
+        done = close_loop(
+            timer,
+            predictor,
+            space,
+            probs,
+            arch,
+            target,
+            hard=hard_budget,
+            rounds=rounds,
+            batch=batch,
+            store=store,
+            reporter=reporter,
+        )
+        if any(r.refit_s > 0 for r in done):
+            paths["predictor"] = predictor.save(out_dir / "predictor.json")
+        final = pick_round(done, target, hard_budget, (fastest_ms, slowest_ms))
+        arch, predicted, measured = final.arch, final.predicted_ms, final.measured_ms
+    network = space.network(arch, batch=batch, name=f"{space.name}-{target:g}ms")
+    if not measure:
+        predicted = predictor.predict_network(network.ops)
+    write_net_config(network, paths["net_config"])
 
     accuracy = None
     if final_epochs > 0:
+        assert data is not None
         model = trainable_network(network, seed=config.seed)
         steps = final_epochs * max(1, len(data.train) // config.batch_size)
         advance = reporter.task(f"training the found network ({final_epochs} epochs)", steps)
@@ -196,8 +308,6 @@ def run_search(
             on_step=lambda: advance(1),
         )
 
-    measured = measure_network(device, network, store, reporter) if measure else None
-
     result = SearchResult(
         arch=tuple(arch),
         names=tuple(candidate_name(layer.candidates[i]) for layer, i in zip(space.layers(), arch)),
@@ -209,12 +319,101 @@ def run_search(
         search_s=search_s,
         argmax_arch=tuple(argmax),
         argmax_ms=table.of_arch(argmax),
+        range_ms=(fastest_ms, slowest_ms),
+        rounds=done,
+        measured_on=timer.name if measure and timer is not None else None,
+        note=note,
         history=history,
         paths=paths,
         probs=tuple(probs),
     )
     write_json(paths["result"], result.to_json())
     return result
+
+
+def settled(rnd: Round, target_ms: float, hard: bool, range_ms: tuple[float, float]) -> bool:
+    """F agrees with the device on this round's network, and (where T is in reach) the
+    measurement lands on T."""
+    if abs(rnd.error) > TOLERANCE:
+        return False
+    if not range_ms[0] <= target_ms <= range_ms[1]:
+        return True
+    low, high = landing(target_ms, hard)
+    return low <= rnd.measured_ms <= high
+
+
+def pick_round(
+    done: tuple[Round, ...], target_ms: float, hard: bool, range_ms: tuple[float, float]
+) -> Round:
+    """The first settled round, else the one whose measurement comes nearest the target (with a
+    hard budget: under T first)."""
+    for rnd in done:
+        if settled(rnd, target_ms, hard, range_ms):
+            return rnd
+    return min(
+        done,
+        key=lambda r: (hard and r.measured_ms > target_ms, abs(r.measured_ms / target_ms - 1)),
+    )
+
+
+def close_loop(
+    device: DeviceConfig,
+    predictor: LatencyPredictor,
+    space: SearchSpace,
+    probs: list[np.ndarray],
+    arch: tuple[int, ...],
+    target_ms: float,
+    *,
+    hard: bool,
+    rounds: int = ROUNDS,
+    batch: int = 1,
+    store: MeasurementStore | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[Round, ...]:
+    """Time `arch` on `device`; until a round settles (or `rounds` are done), add the timing to
+    the device's calibration networks, refit `predictor`'s network terms around the target,
+    derive again from `probs`, and time again. Each round is stored (origin `search`) and
+    reported."""
+    from latkit.profilers import ProfilerOptions, get_profiler
+    from latkit.profilers.session import time_network
+
+    reporter = reporter or SilentReporter()
+    table = LatencyTable.from_predictor(predictor, space, batch=batch)
+    range_ms = (table.fastest()[1], table.slowest()[1])
+    done: list[Round] = []
+    own: list[tuple[tuple, float]] = []
+    profiler = get_profiler(device, ProfilerOptions(reporter=reporter))
+    try:
+        env_id = profiler.environment().env_id
+        for index in range(1, rounds + 1):
+            network = space.network(arch, batch=batch, name=f"{space.name}-{target_ms:g}ms")
+            predicted = predictor.predict_network(network.ops)
+            advance = reporter.task(f"round {index}: timing the found network on {device.name}", 1)
+            started = time.perf_counter()
+            stats = time_network(profiler, store, network, origin="search", reuse=False)
+            advance(1)
+            rnd = Round(index, arch, predicted, stats.median_ms, time.perf_counter() - started)
+            reporter.note(
+                f"round {index}: predicted {predicted:.4f} ms, measured {rnd.measured_ms:.4f} ms "
+                f"({rnd.error:+.1%}), measured / T {rnd.measured_ms / target_ms:.3f}"
+            )
+            own.append((tuple(profiler.prepare(network.ops)), rnd.measured_ms))
+            if settled(rnd, target_ms, hard, range_ms) or index == rounds:
+                done.append(rnd)
+                break
+            started = time.perf_counter()
+            samples = stored_networks(store, device.name, env_id) if store is not None else own
+            predictor.fit_overhead(samples, near_ms=target_ms)
+            table = LatencyTable.from_predictor(predictor, space, batch=batch)
+            arch = derive(probs, table, target_ms, hard=hard)
+            done.append(replace(rnd, refit_s=time.perf_counter() - started))
+            reporter.note(
+                f"refit F's network terms on {len(samples)} networks near {target_ms:g} ms "
+                f"(overhead {predictor.overhead_ms:+.4f} ms, per op {predictor.per_op_ms:.4f} ms)"
+            )
+    finally:
+        profiler.close()
+    return tuple(done)
 
 
 def measure_network(
