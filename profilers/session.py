@@ -123,6 +123,8 @@ def time_network(
 CALIBRATION_NETWORKS = 10
 #: random architectures the calibration networks are chosen from
 CALIBRATION_POOL = 400
+#: timings per calibration network, the fastest kept (see `time_network_fastest`)
+CALIBRATION_TIMINGS = 2
 
 
 def calibration_archs(
@@ -193,8 +195,8 @@ def calibrate(
     description: str | None = None,
     reporter: Reporter | None = None,
 ) -> list[tuple[Network, Stats]]:
-    """Time `n` whole networks of `space` (`calibration_archs`) end to end and store them with
-    origin `calibrate`: what networks pay beyond their ops, which `latkit fit` turns into F's
+    """Time `n` whole networks of `space` (`calibration_archs`) end to end, each the fastest of
+    `CALIBRATION_TIMINGS` timings, and store them with origin `calibrate`: what networks pay beyond their ops, which `latkit fit` turns into F's
     network terms. Needs every op of the space profiled; networks already stored are reused,
     so an interrupted calibration resumes."""
     device = profiler.device
@@ -217,6 +219,39 @@ def calibrate(
     timed = []
     for i, arch in enumerate(archs):
         network = space.network(arch, name=f"{space.name}-calibrate-{i}")
-        timed.append((network, time_network(profiler, store, network, origin="calibrate")))
+        ops = tuple(profiler.prepare(network.ops))
+        stats = store.network_stats(device.name, ops, env.env_id) or time_network_fastest(
+            profiler, store, network, origin="calibrate", repeats=CALIBRATION_TIMINGS
+        )
+        timed.append((network, stats))
         advance(1)
     return timed
+
+
+def time_network_fastest(
+    profiler: Profiler,
+    store: MeasurementStore | None,
+    network: Network,
+    *,
+    origin: str,
+    repeats: int = 2,
+    name: str | None = None,
+) -> Stats:
+    """The network timed `repeats` times afresh, the run with the lowest median kept and
+    committed under `origin`: background load (another process on a shared core) only ever adds
+    time, so the fastest of a few timings is the one that describes the device."""
+    runs = [profiler.measure_network(network) for _ in range(max(1, repeats))]
+    best = min(runs, key=lambda m: m.stats.median_ms)
+    if store is not None:
+        device = profiler.device
+        store.register_device(device)
+        store.add_network(
+            device.name,
+            tuple(profiler.prepare(network.ops)),
+            best.stats,
+            profiler.environment(),
+            name=name or network.name,
+            temperature_c=best.temperature_c,
+            origin=origin,
+        )
+    return best.stats

@@ -51,6 +51,8 @@ LOSS = DEFAULT_LOSS
 ROUNDS = 3
 #: predicted vs measured, and measured vs T, agree when within this share
 TOLERANCE = 0.05
+#: timings per round, the fastest kept (a burst of background load only adds time)
+TIMINGS = 2
 
 
 @contextlib.contextmanager
@@ -370,12 +372,12 @@ def close_loop(
     store: MeasurementStore | None = None,
     reporter: Reporter | None = None,
 ) -> tuple[Round, ...]:
-    """Time `arch` on `device`; until a round settles (or `rounds` are done), add the timing to
-    the device's calibration networks, refit `predictor`'s network terms around the target,
-    derive again from `probs`, and time again. Each round is stored (origin `search`) and
-    reported."""
+    """Time `arch` on `device` (the fastest of `TIMINGS` timings); until a round settles (or
+    `rounds` are done), add the timing to the device's calibration networks, refit
+    `predictor`'s network terms around the target, derive again from `probs`, and time again.
+    Each round is stored (origin `search`) and reported."""
     from latkit.profilers import ProfilerOptions, get_profiler
-    from latkit.profilers.session import time_network
+    from latkit.profilers.session import time_network_fastest
 
     reporter = reporter or SilentReporter()
     table = LatencyTable.from_predictor(predictor, space, batch=batch)
@@ -390,7 +392,7 @@ def close_loop(
             predicted = predictor.predict_network(network.ops)
             advance = reporter.task(f"round {index}: timing the found network on {device.name}", 1)
             started = time.perf_counter()
-            stats = time_network(profiler, store, network, origin="search", reuse=False)
+            stats = time_network_fastest(profiler, store, network, origin="search", repeats=TIMINGS)
             advance(1)
             rnd = Round(index, arch, predicted, stats.median_ms, time.perf_counter() - started)
             reporter.note(
@@ -414,27 +416,6 @@ def close_loop(
     finally:
         profiler.close()
     return tuple(done)
-
-
-def measure_network(
-    device: DeviceConfig,
-    network: Network,
-    store: MeasurementStore | None = None,
-    reporter: Reporter | None = None,
-) -> float:
-    """Median end-to-end latency of `network` on the device, with the device's profiler."""
-    from latkit.profilers import ProfilerOptions, get_profiler
-    from latkit.profilers.session import time_network
-
-    reporter = reporter or SilentReporter()
-    profiler = get_profiler(device, ProfilerOptions(reporter=reporter))
-    try:
-        advance = reporter.task(f"timing the found network on {device.name}", 1)
-        stats = time_network(profiler, store, network, origin="search", reuse=False)
-        advance(1)
-    finally:
-        profiler.close()
-    return stats.median_ms
 
 
 HISTORY_FIELDS = (
