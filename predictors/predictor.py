@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import theilslopes
 
 from latkit import metrics
 from latkit.errors import LatkitError
@@ -31,6 +30,8 @@ DEFAULT_FAMILIES: tuple[str, ...] = ("additive", "loglinear", "gbdt", "hybrid")
 MIN_ROWS_TO_SELECT = 10
 #: networks nearest a search's target that set the overhead for it (`fit_overhead(near_ms=)`)
 LOCAL_NETWORKS = 3
+#: networks whose op sums are within this factor are compared for the per-op cost
+COMPARABLE = 2.0
 
 
 class PredictorMismatchWarning(UserWarning):
@@ -233,21 +234,30 @@ class LatencyPredictor:
         Each op timed alone pays the runtime's per-call cost once, a network pays it once in
         all, so networks with fewer ops (more zero ops) sit higher above their op sum. per_op is
         the Theil-Sen slope (median of pairwise slopes), so a network timed during a burst of
-        background load moves neither number, bounded above by the smallest F of any op in the
-        table or the networks, so that no op's contribution is negative; with fewer than 3
-        networks or one op count it stays as it was (0 for a new predictor). The overhead is
+        background load moves neither number, over pairs of networks of comparable size (op sums
+        within a factor `COMPARABLE`), so that F's relative error on networks of another size
+        (another space) is not taken for a per-op cost. It is bounded above by the smallest F of
+        any op in the table or the networks, so that no op's contribution is negative; with
+        fewer than 3 networks or no such pair it stays as it was (0 for a new predictor). The
+        overhead is
         the median of gap + per_op * ops, over every network, or with `near_ms` over the
         `LOCAL_NETWORKS` that the global fit predicts nearest it: a search asks F about networks
         predicted at about its target (the ones it derives among them), and there the local
         level is what counts.
         """
-        gaps = np.array([latency - float(self.predict(ops).sum()) for ops, latency in samples])
+        sums = np.array([float(self.predict(ops).sum()) for ops, _ in samples])
+        gaps = np.array([latency for _, latency in samples]) - sums
         counts = np.array([sum(op.type != "zero" for op in ops) for ops, _ in samples])
-        if len(gaps) >= 3 and len(set(counts.tolist())) > 1:
-            slope, _, _, _ = theilslopes(gaps, counts)
+        i, j = np.triu_indices(len(gaps), k=1)
+        pairs = (counts[i] != counts[j]) & (
+            np.maximum(sums[i], sums[j]) <= COMPARABLE * np.minimum(sums[i], sums[j])
+        )
+        if len(gaps) >= 3 and pairs.any():
+            i, j = i[pairs], j[pairs]
+            slope = float(np.median((gaps[j] - gaps[i]) / (counts[j] - counts[i])))
             timed = [op for ops, _ in samples for op in ops if op.type != "zero"]
             smallest = float(self.predict([*getattr(self, "table_", {}), *timed]).min())
-            self.per_op_ms = min(float(-slope), smallest)
+            self.per_op_ms = min(-slope, smallest)
         level = gaps + self.per_op_ms * counts
         if near_ms is not None and len(level) > LOCAL_NETWORKS:
             measured = np.array([latency for _, latency in samples])

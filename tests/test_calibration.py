@@ -58,6 +58,25 @@ def test_the_per_op_term_is_bounded_so_no_contribution_is_negative(phone):
         predictor.per_op_ms = predictor.overhead_ms = 0.0
 
 
+def test_networks_of_another_size_do_not_pass_for_a_per_op_cost(phone):
+    ops, y, predictor = phone
+    small = networks_of(ops, y, predictor, per_op=0.3, overhead=2.0)
+    # networks of another space: ten times the ops' time, which F underestimates by 20%
+    big_ops = sorted(ops, key=lambda op: -float(predictor.predict([op])[0]))[:20]
+    biggest = max(float(predictor.predict(o).sum()) for o, _ in small)
+    big = []
+    for k in range(4):
+        chosen = big_ops[k : k + 16] * 4
+        total = float(predictor.predict(chosen).sum())
+        assert total > 2 * biggest
+        big.append((chosen, 1.2 * total - 0.3 * len(chosen) + 2.0 + k))
+    try:
+        predictor.fit_overhead(small + big)
+        assert predictor.per_op_ms == pytest.approx(0.3, abs=1e-6)
+    finally:
+        predictor.per_op_ms = predictor.overhead_ms = 0.0
+
+
 def test_near_a_target_the_overhead_is_the_local_level(phone):
     ops, y, predictor = phone
     samples = networks_of(ops, y, predictor, per_op=0.0, overhead=1.0)

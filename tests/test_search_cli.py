@@ -202,8 +202,9 @@ class Notes:
 
 
 def test_the_loop_refits_a_wrong_f_and_times_again(fitted, tmp_path):
-    """F told a network overhead 40% of T too high: round 1 disagrees, the timing joins the
-    calibration, the network terms are refit near T, and the next derivation lands closer."""
+    """F told a network overhead 40% of T too high, and no stored networks to correct it from:
+    round 1 disagrees, its timing becomes the calibration, the network terms are refit near T,
+    and the next derivation lands closer."""
     table = fitted["table"]
     _, fastest = table.fastest()
     _, slowest = table.slowest()
@@ -213,17 +214,8 @@ def test_the_loop_refits_a_wrong_f_and_times_again(fitted, tmp_path):
     told = wrong.overhead_ms
     notes = Notes()
     config = SearchConfig(target_ms=target, epochs=0, seed=0)
-    with MeasurementStore(fitted["db"]) as store:
-        result = run_search(
-            fitted["device"],
-            config,
-            space=SPACE,
-            predictor=wrong,
-            final_epochs=0,
-            store=store,
-            reporter=notes,
-            out_dir=tmp_path,
-        )
+    common = dict(space=SPACE, predictor=wrong, final_epochs=0, reporter=notes)
+    result = run_search(fitted["device"], config, out_dir=tmp_path / "alone", **common)
     first, *rest = result.rounds
     assert rest, "a 40% error must start another round"
     assert abs(first.error) > 0.2
@@ -231,10 +223,15 @@ def test_the_loop_refits_a_wrong_f_and_times_again(fitted, tmp_path):
     assert first.refit_s > 0 and result.loop_s > 0
     assert any(line.startswith("refit F's network terms") for line in notes.lines)
     assert sum(line.startswith("round ") for line in notes.lines) == len(result.rounds)
-    saved = json.loads((tmp_path / "result.json").read_text())
+    saved = json.loads((tmp_path / "alone" / "result.json").read_text())
     assert [r["round"] for r in saved["rounds"]] == list(range(1, len(result.rounds) + 1))
     assert "predictor" in saved["files"]  # the refit F, beside the result
     assert wrong.overhead_ms == told  # the caller's predictor is left alone
+    # with the store's calibration networks, the terms are refit near T before deriving
+    notes.lines.clear()
+    with MeasurementStore(fitted["db"]) as store:
+        run_search(fitted["device"], config, out_dir=tmp_path / "stored", store=store, **common)
+    assert any(line.startswith("F's network terms refit near") for line in notes.lines)
 
 
 def test_search_against_imported_data(fitted, tmp_path, published):
