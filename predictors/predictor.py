@@ -241,9 +241,9 @@ class LatencyPredictor:
         fewer than 3 networks or no such pair it stays as it was (0 for a new predictor). The
         overhead is
         the median of gap + per_op * ops, over every network, or with `near_ms` over the
-        `LOCAL_NETWORKS` that the global fit predicts nearest it: a search asks F about networks
-        predicted at about its target (the ones it derives among them), and there the local
-        level is what counts.
+        `LOCAL_NETWORKS` that F (with its overhead so far) predicts nearest it: a search asks F
+        about networks predicted at about its target (the ones it derived and timed among them),
+        and there the local level is what counts.
         """
         sums = np.array([float(self.predict(ops).sum()) for ops, _ in samples])
         gaps = np.array([latency for _, latency in samples]) - sums
@@ -261,7 +261,7 @@ class LatencyPredictor:
         level = gaps + self.per_op_ms * counts
         if near_ms is not None and len(level) > LOCAL_NETWORKS:
             measured = np.array([latency for _, latency in samples])
-            predicted = measured - level + np.median(level)
+            predicted = measured - level + self.overhead_ms
             level = level[np.argsort(np.abs(predicted - near_ms))[:LOCAL_NETWORKS]]
         self.overhead_ms = float(np.median(level)) if len(level) else 0.0
         self.meta["overhead_networks"] = len(gaps)
