@@ -29,6 +29,8 @@ from latkit.store import MeasurementStore
 DATA_DIR = Path("data")
 #: provenance copied from the store's environment columns into the predictor's meta
 ENV_META = ("runtime", "runtime_version", "threads", "host", "device_model", "env_id")
+#: whole-network timings that never feed a fit: `latkit validate` scores F on them
+HELD_OUT_ORIGINS: tuple[str, ...] = ("validate",)
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,19 @@ def _plain(value: Any) -> Any:
 
 
 def stored_networks(
-    store: MeasurementStore, device: str, env_id: str | None = None
+    store: MeasurementStore,
+    device: str,
+    env_id: str | None = None,
+    exclude_origins: Sequence[str] = HELD_OUT_ORIGINS,
 ) -> list[tuple[tuple[OpSpec, ...], float]]:
-    """Whole-network timings of a device (optionally of one environment) as (ops, median ms)."""
+    """Whole-network timings of a device (optionally of one environment) as (ops, median ms),
+    leaving out those timed for `exclude_origins` (by default `validate`'s, which must stay
+    unseen by the fit they judge)."""
     frame = store.networks(device)
-    if env_id is not None and not frame.empty:
-        frame = frame[frame["env_id"] == env_id]
+    if not frame.empty:
+        if env_id is not None:
+            frame = frame[frame["env_id"] == env_id]
+        frame = frame[~frame["origin"].isin(list(exclude_origins))]
     return [
         (
             tuple(
@@ -202,9 +211,9 @@ def fit_device(
 ) -> FitReport:
     """Fit, evaluate and save the predictor of `device` from its op rows in `store`.
 
-    When the store also holds whole-network timings of the same environment, the per-network
-    overhead is fitted from them (and the network interval calibrated on them); otherwise the
-    overhead is 0.
+    When the store also holds whole-network timings of the same environment (the calibration
+    networks `latkit profile` times, the searches' results; never `validate`'s), the network
+    terms are fitted from them, and the network interval calibrated on them; otherwise they are 0.
     """
     ops, y, env = op_rows(store, device)
     train, test = split_indices(len(ops), test_fraction, seed)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import theilslopes
 
 from latkit.errors import LatkitError
 from latkit.files import read_json, write_atomic
@@ -33,6 +32,10 @@ FORMAT_VERSION = 2
 DEFAULT_FAMILIES: tuple[str, ...] = ("additive", "loglinear", "gbdt", "hybrid")
 #: where an op's latency came from, in `LatencyPredictor.explain`
 SOURCES = ("table", "model", "model, outside the fitted range", "zero")
+#: networks nearest a search's target that set the overhead for it (`fit_overhead(near_ms=)`)
+LOCAL_NETWORKS = 3
+#: networks whose op sums are within this factor are compared for the per-op cost
+COMPARABLE = 2.0
 
 
 class PredictorMismatchWarning(UserWarning):
@@ -270,22 +273,45 @@ class LatencyPredictor:
         self._fitted()
         return op in self.table_
 
-    def fit_overhead(self, samples: Sequence[tuple[Sequence[OpSpec], float]]) -> float:
+    def fit_overhead(
+        self, samples: Sequence[tuple[Sequence[OpSpec], float]], near_ms: float | None = None
+    ) -> float:
         """Fit gap = overhead - per_op * (non-zero ops) over whole networks, where gap is
         measured minus the sum of F.
 
         Each op timed alone pays the runtime's per-call cost once, a network pays it once in
-        all, so networks with fewer ops (more zero ops) sit higher above their op sum. The fit is
-        Theil-Sen (median of pairwise slopes), so a network timed during a burst of background
-        load moves neither number; with fewer than 3 networks or one op count, the per-op part
-        is 0 and the overhead is the median gap.
+        all, so networks with fewer ops (more zero ops) sit higher above their op sum. per_op is
+        the Theil-Sen slope (median of pairwise slopes), so a network timed during a burst of
+        background load moves neither number, over pairs of networks of comparable size (op sums
+        within a factor `COMPARABLE`), so that F's relative error on networks of another size
+        (another space) is not taken for a per-op cost. It is bounded above by the smallest F of
+        any op in the table or the networks, so that no op's contribution is negative; with
+        fewer than 3 networks or no such pair it stays as it was (0 for a new predictor). The
+        overhead is
+        the median of gap + per_op * ops, over every network, or with `near_ms` over the
+        `LOCAL_NETWORKS` that F (with its overhead so far) predicts nearest it: a search asks F
+        about networks predicted at about its target (the ones it derived and timed among them),
+        and there the local level is what counts.
         """
-        gaps = np.array([latency - float(self.predict(ops).sum()) for ops, latency in samples])
+        sums = np.array([float(self.predict(ops).sum()) for ops, _ in samples])
+        gaps = np.array([latency for _, latency in samples]) - sums
         counts = np.array([sum(op.type != "zero" for op in ops) for ops, _ in samples])
-        self.per_op_ms, self.overhead_ms = 0.0, float(np.median(gaps)) if len(gaps) else 0.0
-        if len(gaps) >= 3 and len(set(counts.tolist())) > 1:
-            slope, intercept, _, _ = theilslopes(gaps, counts)
-            self.per_op_ms, self.overhead_ms = float(-slope), float(intercept)
+        i, j = np.triu_indices(len(gaps), k=1)
+        pairs = (counts[i] != counts[j]) & (
+            np.maximum(sums[i], sums[j]) <= COMPARABLE * np.minimum(sums[i], sums[j])
+        )
+        if len(gaps) >= 3 and pairs.any():
+            i, j = i[pairs], j[pairs]
+            slope = float(np.median((gaps[j] - gaps[i]) / (counts[j] - counts[i])))
+            timed = [op for ops, _ in samples for op in ops if op.type != "zero"]
+            smallest = float(self.predict([*getattr(self, "table_", {}), *timed]).min())
+            self.per_op_ms = min(-slope, smallest)
+        level = gaps + self.per_op_ms * counts
+        if near_ms is not None and len(level) > LOCAL_NETWORKS:
+            measured = np.array([latency for _, latency in samples])
+            predicted = measured - level + self.overhead_ms
+            level = level[np.argsort(np.abs(predicted - near_ms))[:LOCAL_NETWORKS]]
+        self.overhead_ms = float(np.median(level)) if len(level) else 0.0
         self.meta["overhead_networks"] = len(gaps)
         return self.overhead_ms
 

@@ -102,6 +102,14 @@ class DataParallel:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return bool(tensor.item())
 
+    def from_main(self, values: Sequence[int], device: torch.device) -> tuple[int, ...]:
+        """Rank 0's `values` on every rank (e.g. the architecture it settled on alone)."""
+        if not self.active:
+            return tuple(values)
+        tensor = torch.tensor(list(values), dtype=torch.int64, device=device)
+        dist.broadcast(tensor, src=0)
+        return tuple(int(v) for v in tensor.tolist())
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

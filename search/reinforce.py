@@ -7,6 +7,8 @@ first mean reward, then moves toward each new mean by `weight` · (mean − base
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from latkit.search.latency import LatencyTable
@@ -77,9 +79,9 @@ class ReinforceStep:
         self.last_rewards, self.last_archs = rewards, archs
         return -mean
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline.value}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline.value = state["baseline"]

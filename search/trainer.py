@@ -112,13 +112,19 @@ class ArchStrategy(Protocol):
     def step(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
         """Take one architecture step on a validation batch; return its loss (or -reward)."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next step depends on besides α: optimiser state, loss state."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
 
 
 class GradientStep:
-    """ProxylessNAS's gradient step: binary gates for CE, E[LAT] for the latency term."""
+    """ProxylessNAS's gradient step: binary gates for CE, E[LAT] for the latency term.
+
+    Adam takes the loss's gradient; a loss that steers latency itself (`lagrangian`) then takes
+    its latency step on α, after the two-path rescale, so that step is not undone by it.
+    """
 
     def __init__(
         self, net: SuperNet, table: LatencyTable, config: SearchConfig, loss: LossFn | None = None
@@ -142,6 +148,7 @@ class GradientStep:
             self.optimizer.step()
         if net.mode == "two-path":
             net.rescale()
+        self.loss.latency_step(net.arch_parameters(), self.table, self.config.target_ms)
         self.last_expected_ms = expected.item()
         return loss.item()
 

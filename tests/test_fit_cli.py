@@ -68,7 +68,8 @@ def test_fit_saves_the_predictor_and_writes_the_json(profiled):
     assert 0 <= payload["test"]["acc10"] <= 1 and payload["test"]["rmspe"] < 50
     predictor = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
     assert predictor.meta["runtime"] == "onnxruntime" and predictor.meta["batch"] == 1
-    assert predictor.meta["n_ops"] == 40 and predictor.overhead_ms == 0.0
+    # the network terms come from the calibration networks that `profile` timed
+    assert predictor.meta["n_ops"] == 40 and predictor.meta["overhead_networks"] == 10
 
 
 def test_validate_times_networks_and_writes_csv_png_json(profiled):
@@ -84,9 +85,14 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
     rows = (folder / "validation.csv").read_text().splitlines()
     assert rows[0] == "name,arch,predicted_ms,measured_ms,error_pct" and len(rows) == 4
     assert (folder / "validation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with MeasurementStore(profiled["db"]) as store:
-        assert len(store.networks("tiny-cpu")) == 3
-    # the timed networks now set the per-network overhead of the next fit
+
+    def origins() -> list[str]:
+        with MeasurementStore(profiled["db"]) as store:
+            return sorted(store.networks("tiny-cpu")["origin"])
+
+    assert origins() == ["calibrate"] * 10 + ["validate"] * 3
+    before = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
+    # a refit never learns from the networks validate judged it on
     assert (
         invoke(
             "fit", "--device", "tiny-cpu", "--db", profiled["db"], "--data-dir", profiled["data"]
@@ -94,12 +100,12 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
         == 0
     )
     refit = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
-    assert refit.meta["overhead_networks"] == 3 and refit.overhead_ms != 0.0
+    assert refit.meta["overhead_networks"] == 10
+    assert (refit.overhead_ms, refit.per_op_ms) == (before.overhead_ms, before.per_op_ms)
     # and a second validate resumes from the stored timings instead of re-timing them
     again = invoke(*args)
     assert again.exit_code == 0, again.output
-    with MeasurementStore(profiled["db"]) as store:
-        assert len(store.networks("tiny-cpu")) == 3
+    assert origins() == ["calibrate"] * 10 + ["validate"] * 3
 
 
 def networks_jsonl(profiled, path: Path, n: int, scale: float = 1.0, extra: float = 0.05) -> Path:

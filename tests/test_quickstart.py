@@ -40,16 +40,20 @@ def test_quickstart_runs_the_whole_job_and_resumes(tmp_path):
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    for stage in ("1/5 profiling", "2/5 fitting", "3/5 validating", "4/5 searching"):
+    for stage in ("1/5 profiling", "2/5 calibrating", "3/5 validating", "4/5 searching"):
         assert stage in result.output
-    assert "F ±10%" in result.output and "measured" in result.output
+    assert "F ±10%" in result.output and "measured / T" in result.output
+    assert "round 1: predicted" in result.output
     payload = json.loads(out.read_text())
     space = load_space("proxyless-tiny")
     assert payload["ops_profiled"] == len(space.distinct_ops())
     assert payload["validation"]["n"] == 4
     search = payload["search"]
-    assert search["predicted_ms"] <= search["target_ms"]
+    assert search["predicted_ms"] <= search["target_ms"]  # a hard budget
     assert search["measured_ms"] > 0 and 0 <= search["accuracy"] <= 1
+    assert payload["measured_over_target"] == search["measured_ms"] / search["target_ms"]
+    assert f"{payload['measured_over_target']:.3f}" in result.output
+    assert 1 <= len(search["rounds"]) <= 3
     network = Network.load(search["files"]["net_config"])
     assert list(space.arch_of(network)) == search["arch_index"]
     assert (data_dir / "local-cpu" / "predictor.json").exists()

@@ -1,7 +1,8 @@
 """Searches end to end: a real profile of proxyless-tiny on this CPU, a real fitted F, digits.
 
-The module fixture profiles the space with onnxruntime (quick timing) and fits F with
-`fit_device`; every search below uses that predictor and times its result on the same CPU.
+The module fixture profiles the space with onnxruntime (quick timing: its ops, then its
+calibration networks) and fits F with `fit_device`; every search below uses that predictor and
+times its result on the same CPU.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from latkit.cli import app
 from latkit.devices import load_device
 from latkit.errors import LatkitError
 from latkit.predictors import fit_device, load_predictor
-from latkit.profilers import get_profiler
-from latkit.profilers.session import profile_ops
 from latkit.search.datasets import Dataset, Split, load_dataset
 from latkit.search.latency import LatencyTable
 from latkit.search.trainer import SearchConfig
 from latkit.spaces import Network, load_space
 from latkit.store import MeasurementStore
+from latkit.workflows.profile import profile_space
 from latkit.workflows.search import run_search, torch_threads
 
 SPACE = load_space("proxyless-tiny")
@@ -52,11 +52,7 @@ def fitted(tmp_path_factory) -> dict:
     device = load_device(device_file)
     db, data_dir = root / "store.sqlite", root / "data"
     with MeasurementStore(db) as store:
-        profiler = get_profiler(device)
-        try:
-            profile_ops(profiler, SPACE.distinct_ops(), store)
-        finally:
-            profiler.close()
+        profile_space(device, SPACE, store)
         fit_device(store, device.name, data_dir=data_dir)
     predictor = load_predictor(device.name, data_dir)
     table = LatencyTable.from_predictor(predictor, SPACE)
@@ -152,6 +148,15 @@ def test_search_command_end_to_end(fitted, tmp_path):
     assert (payload["train_device"], payload["world_size"]) == ("cpu", 1)
     assert payload["predicted_ms"] <= target  # --hard-budget
     assert payload["measured_ms"] > 0 and 0 <= payload["accuracy"] <= 1
+    assert payload["range_ms"] == pytest.approx([fastest, slowest])
+    rounds = payload["rounds"]
+    assert 1 <= len(rounds) <= 3 and payload["measured_on"] == "search-cpu"
+    for number, row in enumerate(rounds, start=1):
+        assert row["round"] == number and row["predicted_ms"] <= target
+        assert f"round {number}: predicted {row['predicted_ms']:.4f} ms" in result.output
+    chosen = [r for r in rounds if r["arch_index"] == payload["arch_index"]]
+    assert chosen and payload["measured_ms"] in [r["measured_ms"] for r in chosen]
+    assert "measured / T" in result.output
     network = Network.load(out / "net.config")
     assert list(SPACE.arch_of(network)) == payload["arch_index"]
     assert (out / "search.png").stat().st_size > 0
@@ -160,6 +165,110 @@ def test_search_command_end_to_end(fitted, tmp_path):
     with MeasurementStore(fitted["db"]) as store:
         timed = store.networks(fitted["device"].name)
     assert (timed["origin"] == "search").sum() >= 1
+
+
+def test_no_epochs_gives_the_range_at_once(fitted, tmp_path):
+    table = fitted["table"]
+    _, fastest = table.fastest()
+    _, slowest = table.slowest()
+    target = round((fastest + slowest) / 2, 4)
+    json_path = tmp_path / "range.json"
+    common = ["--db", fitted["db"], "--data-dir", fitted["data_dir"], "--out", tmp_path]
+    result = invoke(
+        "search",
+        "-d",
+        fitted["device_file"],
+        "-t",
+        target,
+        "--epochs",
+        0,
+        "--final-epochs",
+        0,
+        "--no-measure",
+        "--json",
+        json_path,
+        *common,
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(json_path.read_text())
+    assert payload["range_ms"] == pytest.approx([fastest, slowest])
+    assert f"{fastest:.4g} .. {slowest:.4g} ms predicted" in result.output
+    assert payload["rounds"] == [] and payload["measured_ms"] is None
+    assert abs(payload["predicted_ms"] / target - 1) <= 0.02  # derived within T ± 2%
+    assert not (tmp_path / "history.csv").exists()
+
+
+class Notes:
+    """A reporter that keeps the notes it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def task(self, description, total):
+        return lambda amount=1.0: None
+
+    def note(self, text, level="info"):
+        self.lines.append(text)
+
+
+def test_the_loop_refits_a_wrong_f_and_times_again(fitted, tmp_path):
+    """F told a network overhead 40% of T too high, and no stored networks to correct it from:
+    round 1 disagrees, its timing becomes the calibration, the network terms are refit near T,
+    and the next derivation lands closer."""
+    table = fitted["table"]
+    _, fastest = table.fastest()
+    _, slowest = table.slowest()
+    target = round(fastest + 0.5 * (slowest - fastest), 4)
+    wrong = load_predictor(fitted["device"].name, fitted["data_dir"])
+    wrong.overhead_ms += 0.4 * target
+    told = wrong.overhead_ms
+    notes = Notes()
+    config = SearchConfig(target_ms=target, epochs=0, seed=0)
+    common = dict(space=SPACE, predictor=wrong, final_epochs=0, reporter=notes)
+    result = run_search(fitted["device"], config, out_dir=tmp_path / "alone", **common)
+    first, *rest = result.rounds
+    assert rest, "a 40% error must start another round"
+    assert abs(first.error) > 0.2
+    assert abs(rest[-1].error) < abs(first.error) / 2
+    assert first.refit_s > 0 and result.loop_s > 0
+    assert any(line.startswith("refit F's network terms") for line in notes.lines)
+    assert sum(line.startswith("round ") for line in notes.lines) == len(result.rounds)
+    saved = json.loads((tmp_path / "alone" / "result.json").read_text())
+    assert [r["round"] for r in saved["rounds"]] == list(range(1, len(result.rounds) + 1))
+    assert "predictor" in saved["files"]  # the refit F, beside the result
+    assert wrong.overhead_ms == told  # the caller's predictor is left alone
+    # with the store's calibration networks, the terms are refit near T before deriving
+    notes.lines.clear()
+    with MeasurementStore(fitted["db"]) as store:
+        run_search(fitted["device"], config, out_dir=tmp_path / "stored", store=store, **common)
+    assert any(line.startswith("F's network terms refit near") for line in notes.lines)
+
+
+def test_search_against_imported_data(fitted, tmp_path, published):
+    db, data = tmp_path / "s.sqlite", tmp_path / "data"
+    lut = published / "luts" / "proxylessnas" / "mobile_trim.yaml"
+    assert invoke("import-lut", lut, "--device", "proxyless-phone", "--db", db).exit_code == 0
+    assert (
+        invoke("fit", "--device", "proxyless-phone", "--db", db, "--data-dir", data).exit_code == 0
+    )
+    common = ["--space", "proxyless-mobile", "--target-ms", 80, "--epochs", 0, "--final-epochs", 0]
+    common += ["--db", db, "--data-dir", data]
+    out = tmp_path / "phone.json"
+    result = invoke("search", "--device", "proxyless-phone", *common, "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "nothing was measured" in result.output
+    payload = json.loads(out.read_text())
+    assert payload["measured_ms"] is None and payload["measured_on"] is None
+    assert "nothing was measured" in payload["note"]
+    assert abs(payload["predicted_ms"] / 80 - 1) <= 0.02
+    # the same search, its result timed through a device file
+    out = tmp_path / "timed.json"
+    args = ["--measure-on", fitted["device_file"], "--rounds", 1, "--json", out]
+    result = invoke("search", "--device", "proxyless-phone", *common, *args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["measured_on"] == "search-cpu" and payload["measured_ms"] > 0
+    assert len(payload["rounds"]) == 1 and payload["note"] == ""
 
 
 def test_reinforce_strategy_runs(fitted, tmp_path):

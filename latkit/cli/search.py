@@ -14,16 +14,26 @@ from latkit.cli.app import (
     DB_HELP,
     DEFAULT_DB,
     app,
+    device_name,
     open_store,
     require_config,
     resolve_device,
     writable_dir,
     writable_file,
 )
-from latkit.cli.output import console, err_console, labelled, pack, print_fields, reporting, shown
+from latkit.cli.output import (
+    console,
+    err_console,
+    labelled,
+    pack,
+    print_fields,
+    reporting,
+    shown,
+    wrap,
+)
 from latkit.errors import LatkitError
 from latkit.files import write_json
-from latkit.workflows.search import ARCH_LR, LOSS
+from latkit.workflows.search import ARCH_LR, LOSS, ROUNDS
 
 DATA_HELP = "Folder of fitted predictors; results go to `DATA_DIR/<device>/` unless --out is given."
 THREADS_HELP = "Torch threads for training (0: torch's default, all cores)."
@@ -63,13 +73,14 @@ def epoch_printer(reporter, space) -> Callable:
 
 def _result_table(result, space, title: str) -> Table:
     table = Table(title=title)
-    for col in ("predicted ms", "measured ms", "error", "test acc", "search s"):
+    for col in ("predicted ms", "measured ms", "error", "measured / T", "test acc", "search s"):
         table.add_column(col, justify="right")
     measured = result.measured_ms
     table.add_row(
         f"{result.predicted_ms:.4f}",
         "-" if measured is None else f"{measured:.4f}",
         "-" if measured is None else f"{(result.predicted_ms - measured) / measured:+.1%}",
+        "-" if measured is None else f"{measured / result.target_ms:.3f}",
         "-" if result.accuracy is None else f"{result.accuracy:.1%}",
         f"{result.search_s:.0f}",
     )
@@ -91,7 +102,12 @@ def interruption_said() -> Iterator[None]:
 
 @app.command()
 def search(
-    device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to search for."),
+    device: str = typer.Option(
+        ...,
+        "--device",
+        "-d",
+        help="Device file (YAML), or the name of a device in --db (imported data: F only).",
+    ),
     target_ms: float = typer.Option(..., "--target-ms", "-t", help="Latency target T in ms."),
     space: str = typer.Option("proxyless-tiny", help="Built-in space name or a space YAML."),
     dataset: str = typer.Option(
@@ -100,14 +116,18 @@ def search(
         "imagefolder:DIR (a train and a val folder, each with one folder of images per class; "
         "needs latkit[vision]).",
     ),
-    epochs: int = typer.Option(8, min=0, help="Search epochs (weights and architecture)."),
+    epochs: int = typer.Option(
+        8, min=0, help="Search epochs (weights and architecture); 0: no training, F's range now."
+    ),
     warmup_epochs: int = typer.Option(
         4, "--warmup-epochs", min=0, help="Weights-only epochs before the architecture moves."
     ),
     strategy: str = typer.Option("gradient", help="gradient (binary gates) or reinforce."),
     loss: str = typer.Option(
         LOSS,
-        help="add-linear: CE + 0.1 (E[LAT]-T)/T; mul-log: 0.2 CE (log E[LAT]/log T)^0.3.",
+        help="lagrangian: lands E[LAT] on T (dual ascent). ProxylessNAS's trade-offs, which push "
+        "latency down rather than track T: add-linear, CE + λ(E[LAT]-T)/T; mul-log, "
+        "0.2 CE (log E[LAT]/log T)^0.3.",
     ),
     lam: float | None = typer.Option(
         None, "--lam", min=0.0, help="λ of add-linear (default 0.1, as ProxylessNAS)."
@@ -116,7 +136,9 @@ def search(
         "two-path", help="Binary-gate mode: two-path, single, or all-path (DARTS, memory-hungry)."
     ),
     hard_budget: bool = typer.Option(
-        False, "--hard-budget", help="Project the final architecture until F predicts <= T."
+        False,
+        "--hard-budget",
+        help="Derive within [0.96 T, T] predicted (aim: measured <= T); else within T ± 2%.",
     ),
     seed: int = typer.Option(0, help="Seeds the data split, the init and the path sampling."),
     final_epochs: int = typer.Option(
@@ -129,7 +151,18 @@ def search(
     ),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Training batch size."),
     measure: bool = typer.Option(
-        True, "--measure/--no-measure", help="Time the found network on the device at the end."
+        True,
+        "--measure/--no-measure",
+        help="Time the found network on the device, refitting F and deriving again while "
+        "predicted and measured differ by more than 5%.",
+    ),
+    measure_on: str | None = typer.Option(
+        None,
+        "--measure-on",
+        help="Device file to time the result on (for a --device known only by imported data).",
+    ),
+    rounds: int = typer.Option(
+        ROUNDS, "--rounds", min=1, help="Most derive-and-time rounds of the closed loop."
     ),
     train_threads: int = typer.Option(0, "--train-threads", min=0, help=THREADS_HELP),
     train_device: str = typer.Option(
@@ -156,7 +189,7 @@ def search(
     json_out: Path | None = typer.Option(
         None, "--json", help="Write the result as JSON here.", callback=writable_file
     ),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " The final timing is stored in it."),
+    db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " The timings are stored in it."),
     data_dir: Path = typer.Option(
         Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
     ),
@@ -164,12 +197,15 @@ def search(
         None, "--out", help="Folder for net.config, PNG, history.", callback=writable_dir
     ),
 ) -> None:
-    """Search an architecture that is fast on the device: ProxylessNAS with F(op) in the loss.
+    """Search an architecture that runs in about T on the device: ProxylessNAS with F(op).
 
-    Needs the device's fitted predictor (`latkit profile`, then `latkit fit`). Prints one line per
-    epoch, writes the architecture as ProxylessNAS net.config JSON, trains it briefly, and times it
-    on the device so the predicted latency is checked against a measured one. Every epoch is
+    Needs the device's fitted predictor (`latkit profile`, then `latkit fit`). Prints F's range
+    for the space, one line per epoch, then times the derived network on the device: while
+    predicted and measured disagree by more than 5% (or the measurement misses T), the timing
+    joins the calibration, F's network terms are refit and the network is derived and timed
+    again (--rounds). Writes net.config, trains it briefly, and saves the result. Every epoch is
     checkpointed in the output folder; Ctrl-C saves the current step, and `--resume` continues.
+    `--epochs 0 --final-epochs 0 --no-measure` prints the range of targets that make sense.
     """
     from latkit.spaces import load_space
     from latkit.workflows.search import launch_search, run_search, search_config, torch_threads
@@ -194,16 +230,23 @@ def search(
     )
     chosen = load_space(space)
     with open_store(db) as store, interruption_said():
-        device_config = require_config(resolve_device(device, store), "search")
+        resolved = resolve_device(device, store)
+        timer = (
+            None
+            if measure_on is None
+            else require_config(resolve_device(measure_on, store), "--measure-on")
+        )
         with reporting() as reporter, torch_threads(train_threads):
             result = run_search(
-                device_config,
+                resolved,
                 config,
                 space=chosen,
                 dataset=dataset,
                 hard_budget=hard_budget,
                 final_epochs=final_epochs,
                 measure=measure,
+                measure_on=timer,
+                rounds=rounds,
                 data_dir=data_dir,
                 out_dir=out,
                 store=store,
@@ -215,9 +258,14 @@ def search(
             )
     if result.rank != 0:
         return
-    title = f"search on {device_config.name}: T = {target_ms:g} ms"
+    low, high = result.range_ms
+    title = f"search on {device_name(resolved)}: T = {target_ms:g} ms"
     console.print(_result_table(result, chosen, title))
     print_fields(["architecture:", *short_names(chosen, result.arch)], sep=" ")
+    console.print(f"F's range for {chosen.name}: {low:.4g} .. {high:.4g} ms predicted")
+    if result.note:
+        for line in wrap(result.note, console.width):
+            console.print(line, style="yellow", soft_wrap=True)
     console.print(f"net.config: {shown(result.paths['net_config'])}")
     if "png" in result.paths:
         console.print(f"E[LAT] and accuracy: {shown(result.paths['png'])}")
@@ -244,8 +292,9 @@ def quickstart(
 ) -> None:
     """The whole job on this machine's CPU (onnxruntime, 1 thread), in a few minutes.
 
-    Profiles the proxyless-tiny space, fits F, validates it on whole networks, searches on digits
-    at a target between the fastest and the slowest architecture, and times the result. Every
+    Profiles the proxyless-tiny space (its ops and calibration networks), fits F, validates it
+    on whole networks, searches on digits with a hard budget at a target between the fastest and
+    the slowest architecture, and times the result until it lands (measured / T). Every
     stage is resumable: run it again after an interruption and finished work is reused.
     """
     from latkit.spaces import load_space
@@ -274,6 +323,10 @@ def quickstart(
         "target ms": f"{result.target_ms:g}",
         "predicted ms": f"{search.predicted_ms:.4f}",
         "measured ms": "-" if search.measured_ms is None else f"{search.measured_ms:.4f}",
+        "measured / T": "-"
+        if result.measured_over_target is None
+        else f"{result.measured_over_target:.3f}",
+        "rounds (derive + time)": str(len(search.rounds)),
         "test acc": "-" if search.accuracy is None else f"{search.accuracy:.1%}",
     }
     for name, value in rows.items():

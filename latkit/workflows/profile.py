@@ -1,7 +1,10 @@
 """Profile a search space on one device into the store: what `latkit profile` runs.
 
-Resumable by construction: ops already stored for the device's environment are skipped, and
-each finished op is committed before the next, so running it again continues where it stopped.
+Two steps: every distinct op of the space, then a handful of whole networks of the space
+(calibration: what networks pay beyond the sum of their ops, which `latkit fit` learns).
+Resumable by construction: ops and networks already stored for the device's environment are
+skipped, and each finished one is committed before the next, so running it again continues where
+it stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from pathlib import Path
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.profilers import ProfilerOptions, get_profiler
-from latkit.profilers.session import ProfileSummary, profile_ops
+from latkit.profilers.session import (
+    CALIBRATION_NETWORKS,
+    ProfileSummary,
+    calibrate,
+    profile_ops,
+)
 from latkit.reporting import Reporter
 from latkit.spaces import SearchSpace
 from latkit.store import MeasurementStore
@@ -27,9 +35,11 @@ def profile_space(
     fresh: bool = False,
     keep_files: bool = False,
     raw_dir: Path = Path("data/raw"),
+    calibration: int = CALIBRATION_NETWORKS,
     reporter: Reporter | None = None,
 ) -> ProfileSummary:
-    """Measure every distinct op of `space` (the first `limit`, if given) on the device.
+    """Measure every distinct op of `space` (the first `limit`, if given) on the device, then
+    time `calibration` whole networks of it (not with `limit`: they need every op).
 
     The unit of work of a fleet too: `latkit.workflows.fleet` runs it once per device, each in
     its own process with its own connection to the store."""
@@ -40,7 +50,16 @@ def profile_space(
         options = replace(options, reporter=reporter)
     profiler = get_profiler(config, options)
     try:
-        return profile_ops(profiler, ops, store, fresh=fresh)
+        summary = profile_ops(profiler, ops, store, fresh=fresh)
+        if calibration > 0 and not limit:
+            calibrate(
+                profiler,
+                store,
+                space,
+                n=calibration,
+                description=f"calibrating {config.name} on {calibration} whole networks",
+            )
+        return summary
     finally:
         profiler.close()
 

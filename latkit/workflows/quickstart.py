@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from latkit.devices import DeviceConfig, Timing, load_device
-from latkit.predictors import LatencyPredictor, fit_device, predictor_path
+from latkit.predictors import LatencyPredictor, fit_device
 from latkit.profilers import ProfilerOptions, get_profiler
-from latkit.profilers.session import ProfileSummary, profile_ops, time_network
+from latkit.profilers.session import CALIBRATION_NETWORKS, ProfileSummary, calibrate, profile_ops
 from latkit.reporting import Reporter, SilentReporter
 from latkit.search.latency import LatencyTable
 from latkit.search.trainer import EpochRecord
@@ -28,8 +28,6 @@ SPACE = "proxyless-tiny"
 DEFAULT_DEVICE_FILE = Path(__file__).resolve().parents[2] / "device_configs" / "local-cpu.yaml"
 #: where between the fastest and the slowest predicted architecture the target lies
 TARGET_FRACTION = 0.4
-#: seeds the calibration networks apart from the validation ones (seed 0)
-CALIBRATION_SEED = 1000
 
 
 def default_device() -> DeviceConfig:
@@ -56,10 +54,18 @@ class QuickstartResult:
     search: SearchResult
     wall_s: float
 
+    @property
+    def measured_over_target(self) -> float | None:
+        """Measured / T of the found network (None when nothing was measured)."""
+        measured = self.search.measured_ms
+        return None if measured is None else measured / self.target_ms
+
     def to_json(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "ops_profiled": self.profile.ops,
+            "target_ms": self.target_ms,
+            "measured_over_target": self.measured_over_target,
             "validation": self.validation.to_json(),
             "search": self.search.to_json(),
             "wall_s": self.wall_s,
@@ -78,9 +84,10 @@ def quickstart(
     reporter: Reporter | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> QuickstartResult:
-    """Profile `proxyless-tiny` on the default CPU device, fit F (its network terms from
-    calibration networks), validate F on `networks` whole networks, search on digits at a target
-    between the fastest and the slowest architecture, and time what the search found."""
+    """Profile `proxyless-tiny` on the default CPU device (its ops, then calibration networks),
+    fit F, validate F on `networks` whole networks, search on digits with a hard budget at a
+    target between the fastest and the slowest architecture, and time what the search found
+    (the closed loop of `run_search`)."""
     started = time.perf_counter()
     reporter = reporter or SilentReporter()
     config = default_device()
@@ -94,20 +101,15 @@ def quickstart(
                 store,
                 description=f"1/5 profiling {space.name} on {config.name}",
             )
-            calibration = max(5, networks // 2)
-            advance = reporter.task("2/5 fitting F (timing calibration networks)", calibration)
-            samples = []
-            for _, network in space.sample_networks(calibration, CALIBRATION_SEED):
-                stats = time_network(
-                    profiler, store, network, origin="calibrate", name=f"calibrate-{network.name}"
-                )
-                samples.append((tuple(profiler.prepare(network.ops)), stats.median_ms))
-                advance(1)
-            predictor: LatencyPredictor = fit_device(
-                store, config.name, data_dir=data_dir
-            ).predictor
-            predictor.fit_overhead(samples)
-            path = predictor.save(predictor_path(config.name, data_dir))
+            calibrate(
+                profiler,
+                store,
+                space,
+                description=f"2/5 calibrating F on {CALIBRATION_NETWORKS} whole networks",
+            )
+            report = fit_device(store, config.name, data_dir=data_dir)
+            predictor: LatencyPredictor = report.predictor
+            path = report.path
             validation = validate_device(
                 profiler,
                 predictor,

@@ -1,17 +1,30 @@
-"""A whole hardware-aware search: F -> supernet -> architecture -> timed on the device.
+"""A whole hardware-aware search: F -> supernet -> architecture -> timed on the device, in a loop.
 
-`run_search` loads the device's predictor, searches, derives the architecture (optionally projected
-onto the hard budget), writes it as `net.config`, trains it briefly from scratch, and times it end
-to end with the device's own profiler, so the predicted figure is checked against a measured one.
-Each epoch is appended to `history.csv` as it finishes, and checkpointed to `checkpoint.pt`.
+`run_search` loads the device's predictor, searches, derives the most probable architecture within
+the target's window, and times it end to end with the device's own profiler. Where predicted and
+measured disagree by more than `TOLERANCE` (or the measurement misses the target), the timing
+joins the device's calibration networks, F's network terms are refit around the target, the
+architecture is derived again and timed again: at most `ROUNDS` rounds, each reported. Then the
+chosen architecture is written as `net.config` and trained briefly from scratch. Each epoch is
+appended to `history.csv` as it finishes, and checkpointed to `checkpoint.pt`.
+
+Before deriving, F's network terms are refit around the target from the store's whole-network
+timings of the device (calibration networks, earlier searches), as after each round.
+
+A device known only by imported data (no device file, no profiler) is searched against its F all
+the same; nothing is measured unless `measure_on` names a device file to time the result on.
+A dataset with fewer classes than the space's logits trains on the first ones (digits on
+proxyless-mobile's 1000 logits), so the network searched is the space's own.
 
 The supernet trains on `train_device` (possibly under autocast); launched by torchrun, every process
-searches its share of each global batch and rank 0 alone writes files and times the result.
+searches its share of each global batch, and rank 0 alone writes files and closes the loop on the
+device, then hands the architecture it settled on to the other ranks for the final training.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +38,8 @@ import torch
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.files import write_json
+from latkit.predictors import LatencyPredictor, load_predictor
+from latkit.predictors.fit import stored_networks
 from latkit.reporting import Reporter, SilentReporter
 from latkit.search.checkpoint import NAME as CHECKPOINT
 from latkit.search.checkpoint import Checkpointer
@@ -36,8 +51,9 @@ from latkit.search.distributed import (
     strip_option,
     training_session,
 )
-from latkit.search.export import argmax_arch, project_to_budget, write_net_config
-from latkit.search.latency import LatencyTable, Predictor
+from latkit.search.export import WINDOW, argmax_arch, derive, write_net_config
+from latkit.search.latency import LatencyTable
+from latkit.search.losses import DEFAULT_LOSS
 from latkit.search.plots import plot_history
 from latkit.search.supernet import SuperNet, trainable_network
 from latkit.search.trainer import EpochRecord, SearchConfig, SearchTrainer, train_network
@@ -47,8 +63,14 @@ from latkit.store import MeasurementStore
 #: ProxylessNAS moves α with lr 1e-3 over ~10^5 ImageNet arch steps; digits gives ~10^2, so
 #: searches started from the command line default to a larger step.
 ARCH_LR = 0.03
-#: add-linear, because with Adam the direction of mul-log's update does not depend on T.
-LOSS = "add-linear"
+#: the target-seeking loss; ProxylessNAS's own are `add-linear` and `mul-log`
+LOSS = DEFAULT_LOSS
+#: the most derive-and-time rounds of the closed loop
+ROUNDS = 3
+#: predicted vs measured, and measured vs T, agree when within this share
+TOLERANCE = 0.05
+#: timings per round, the fastest kept (a burst of background load only adds time)
+TIMINGS = 2
 
 
 @contextlib.contextmanager
@@ -69,6 +91,32 @@ def search_config(**settings: Any) -> SearchConfig:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One derive-and-time round of the closed loop."""
+
+    index: int
+    arch: tuple[int, ...]
+    predicted_ms: float
+    measured_ms: float
+    timing_s: float
+    refit_s: float = 0.0
+
+    @property
+    def error(self) -> float:
+        """(predicted − measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "round": self.index,
+            "arch_index": list(self.arch),
+            "predicted_ms": self.predicted_ms,
+            "measured_ms": self.measured_ms,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class SearchResult:
     arch: tuple[int, ...]
     names: tuple[str, ...]
@@ -80,6 +128,10 @@ class SearchResult:
     search_s: float
     argmax_arch: tuple[int, ...]
     argmax_ms: float
+    range_ms: tuple[float, float] = (0.0, 0.0)
+    rounds: tuple[Round, ...] = ()
+    measured_on: str | None = None
+    note: str = ""
     history: list[EpochRecord] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     probs: tuple[np.ndarray, ...] = ()
@@ -87,8 +139,13 @@ class SearchResult:
     world_size: int = 1
     rank: int = 0
 
+    @property
+    def loop_s(self) -> float:
+        """What the loop added to one timing of the result: further timings, refits, derivations."""
+        return sum(r.refit_s for r in self.rounds) + sum(r.timing_s for r in self.rounds[1:])
+
     def to_json(self) -> dict[str, Any]:
-        """The `--json` payload: the six fields the CLI promises, then provenance."""
+        """The `--json` payload: the six fields the CLI promises, then the loop and provenance."""
         return {
             "arch": list(self.names),
             "target_ms": self.target_ms,
@@ -96,6 +153,11 @@ class SearchResult:
             "measured_ms": self.measured_ms,
             "accuracy": self.accuracy,
             "search_s": self.search_s,
+            "range_ms": list(self.range_ms),
+            "rounds": [r.to_json() for r in self.rounds],
+            "loop_s": self.loop_s,
+            "measured_on": self.measured_on,
+            "note": self.note,
             "arch_index": list(self.arch),
             "argmax_ms": self.argmax_ms,
             "train_device": self.train_device,
@@ -117,8 +179,15 @@ def default_out_dir(data_dir: Path, device: str, space: str, target_ms: float) -
     return Path(data_dir) / device / f"search-{space}-{target_ms:g}ms"
 
 
+def landing(target_ms: float, hard: bool, tolerance: float = TOLERANCE) -> tuple[float, float]:
+    """Where a measured latency lands on T: [T(1−2·tol), T] with a hard budget, else T(1±tol)."""
+    if hard:
+        return target_ms * (1 - 2 * tolerance), target_ms
+    return target_ms * (1 - tolerance), target_ms * (1 + tolerance)
+
+
 def run_search(
-    device: DeviceConfig,
+    device: DeviceConfig | str,
     config: SearchConfig,
     *,
     train_device: str = "cpu",
@@ -150,58 +219,89 @@ def search_settings(config: SearchConfig, space: SearchSpace, dataset: str) -> d
 
 def search_on(
     session: Session,
-    device: DeviceConfig,
+    device: DeviceConfig | str,
     config: SearchConfig,
     *,
     resume: bool = False,
     space: SearchSpace | str = "proxyless-tiny",
     dataset: str | Dataset = "digits",
-    predictor: Predictor | None = None,
+    predictor: LatencyPredictor | None = None,
     hard_budget: bool = False,
     final_epochs: int = 5,
     measure: bool = True,
+    measure_on: DeviceConfig | None = None,
+    rounds: int = ROUNDS,
     data_dir: Path = Path("data"),
     out_dir: Path | None = None,
     store: MeasurementStore | None = None,
     reporter: Reporter | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> SearchResult:
-    """Search `space` on `dataset` against the device's F at `config.target_ms`.
-
-    `resume` continues from the checkpoint in the output folder, if there is one.
-    """
-    main = session.group.is_main
+    """Search `space` on `dataset` against the device's F at `config.target_ms`, then close the
+    loop on the device (see the module doc). `device` is a device file's config or the name of
+    a device known only by imported data; `measure_on` times the result on another device file.
+    With `config.epochs` 0 nothing is searched (the range of F and a derivation come at once).
+    `resume` continues from the checkpoint in the output folder, if there is one."""
+    group = session.group
+    main = group.is_main
     reporter = reporter if reporter and main else SilentReporter()
     on_epoch = on_epoch if main else None
     space = load_space(space) if isinstance(space, str) else space
+    if rounds < 1:
+        raise LatkitError(f"--rounds must be >= 1, got {rounds}")
+    name = device if isinstance(device, str) else device.name
     if predictor is None:
-        from latkit.predictors import load_predictor
-
-        predictor = load_predictor(device.name, Path(data_dir), device_file=device.source)
-    table = LatencyTable.from_predictor(predictor, space, batch=device.batch_size)
+        source = None if isinstance(device, str) else device.source
+        predictor = load_predictor(name, Path(data_dir), device_file=source)
+    predictor = copy.deepcopy(predictor)  # the loop refits its network terms
+    batch = int(predictor.meta.get("batch", 1)) if isinstance(device, str) else device.batch_size
+    timer = measure_on or (None if isinstance(device, str) else device)
+    note = ""
+    if measure and timer is None:
+        note = (
+            f"nothing was measured: {name} is imported data with no profiler; the latencies are "
+            "F's predictions (--measure-on FILE times the result on a device)"
+        )
+    measure = measure and timer is not None
+    target = config.target_ms
+    table = LatencyTable.from_predictor(predictor, space, batch=batch)
     _, fastest_ms = table.fastest()
     _, slowest_ms = table.slowest()
-    target = config.target_ms
     reporter.note(
-        f"F on {device.name}: architectures of {space.name} run in {fastest_ms:.4g} .. "
+        f"F on {name}: architectures of {space.name} run in {fastest_ms:.4g} .. "
         f"{slowest_ms:.4g} ms predicted; target {target:g} ms"
     )
-    if hard_budget and target < fastest_ms:
+    env_id = predictor.meta.get("env_id")
+    if measure and store is not None and timer is not None and timer.name == name and env_id:
+        samples = stored_networks(store, name, env_id)
+        if samples:
+            predictor.fit_overhead(samples, near_ms=target)
+            table = LatencyTable.from_predictor(predictor, space, batch=batch)
+            reporter.note(
+                f"F's network terms refit near {target:g} ms on {len(samples)} stored networks "
+                f"(overhead {predictor.overhead_ms:+.4f} ms, per op {predictor.per_op_ms:.4f} ms)"
+            )
+    if hard_budget and target < table.fastest()[1]:
         raise LatkitError(
             f"--target-ms {target:g} is below the fastest architecture of {space.name} on "
-            f"{device.name} ({fastest_ms:.4g} ms predicted); raise it or drop --hard-budget"
+            f"{name} ({table.fastest()[1]:.4g} ms predicted); raise it or drop --hard-budget"
         )
-    data = (
-        load_dataset(dataset, space.input_hw, space.in_channels, seed=config.seed)
-        if isinstance(dataset, str)
-        else dataset
-    )
-    if data.num_classes != space.num_classes:
-        raise LatkitError(
-            f"dataset {data.name} has {data.num_classes} classes but space {space.name} "
-            f"ends in {space.num_classes} logits"
+    if hard_budget and config.loss == LOSS and "aim" not in config.loss_params:
+        # aim at the middle of the hard window, [T(1-2w), T]
+        config = replace(config, loss_params={**config.loss_params, "aim": 1 - WINDOW})
+    data = None
+    if config.epochs > 0 or final_epochs > 0:
+        data = (
+            load_dataset(dataset, space.input_hw, space.in_channels, seed=config.seed)
+            if isinstance(dataset, str)
+            else dataset
         )
-    out_dir = Path(out_dir or default_out_dir(Path(data_dir), device.name, space.name, target))
+        if data.num_classes > space.num_classes:
+            raise LatkitError(
+                f"dataset {data.name} has {data.num_classes} classes but space {space.name} "
+                f"ends in {space.num_classes} logits"
+            )
+    out_dir = Path(out_dir or default_out_dir(Path(data_dir), name, space.name, target))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "net_config": out_dir / "net.config",
@@ -211,65 +311,103 @@ def search_on(
         "checkpoint": out_dir / CHECKPOINT,
     }
 
-    torch.manual_seed(config.seed)
+    started = time.perf_counter()
     # REINFORCE samples whole single-path networks; the binary-gate modes only matter to gradients.
     mode = "single" if config.strategy == "reinforce" else config.mode
-    net = session.group.sync_batch_norm(SuperNet(space, mode, seed=config.seed).to(session.device))
-    trainer = SearchTrainer(
-        net,
-        table,
-        data,
-        replace(config, mode=mode),
-        precision=session.precision,
-        group=session.group,
-    )
-    settings = search_settings(config, space, dataset if isinstance(dataset, str) else data.name)
-    checkpoint = Checkpointer(paths["checkpoint"], settings, writes=main)
-    _resume(trainer, checkpoint, resume, paths["history"] if main else None, reporter)
-    started = time.perf_counter() - trainer.progress.seconds
-    advance = reporter.task(
-        f"searching {space.name} ({config.strategy}, {mode})", trainer.total_steps()
-    )
-    advance(trainer.steps_done())
+    history: list[EpochRecord] = []
+    if config.epochs > 0:
+        assert data is not None
+        torch.manual_seed(config.seed)
+        net = group.sync_batch_norm(SuperNet(space, mode, seed=config.seed).to(session.device))
+        trainer = SearchTrainer(
+            net,
+            table,
+            data,
+            replace(config, mode=mode),
+            precision=session.precision,
+            group=group,
+        )
+        dataset_name = dataset if isinstance(dataset, str) else data.name
+        checkpoint = Checkpointer(
+            paths["checkpoint"], search_settings(config, space, dataset_name), writes=main
+        )
+        _resume(trainer, checkpoint, resume, paths["history"] if main else None, reporter)
+        started = time.perf_counter() - trainer.progress.seconds
+        advance = reporter.task(
+            f"searching {space.name} ({config.strategy}, {config.loss}, {mode})",
+            trainer.total_steps(),
+        )
+        advance(trainer.steps_done())
 
-    def epoch_done(record: EpochRecord) -> None:
+        def epoch_done(record: EpochRecord) -> None:
+            if main:
+                _append_history(paths["history"], record)
+            if on_epoch:
+                on_epoch(record)
+
+        try:
+            history = trainer.run(
+                on_epoch=epoch_done, on_step=lambda: advance(1), on_checkpoint=checkpoint.save
+            )
+        except KeyboardInterrupt as exc:
+            saved = (
+                f"the checkpoint is {checkpoint.path}: run the same command with --resume to "
+                "continue"
+                if checkpoint.current
+                else "no epoch had finished, so this search has no checkpoint yet"
+            )
+            raise SearchInterrupted(
+                f"search {exc or 'interrupted'}; {saved}", quiet=not main
+            ) from None
+        probs = net.probs()
         if main:
-            _append_history(paths["history"], record)
-        if on_epoch:
-            on_epoch(record)
-
-    try:
-        history = trainer.run(
-            on_epoch=epoch_done, on_step=lambda: advance(1), on_checkpoint=checkpoint.save
-        )
-    except KeyboardInterrupt as exc:
-        saved = (
-            f"the checkpoint is {checkpoint.path}: run the same command with --resume to continue"
-            if checkpoint.current
-            else "no epoch had finished, so this search has no checkpoint yet"
-        )
-        raise SearchInterrupted(f"search {exc or 'interrupted'}; {saved}", quiet=not main) from None
-    probs = net.probs()
+            plot_history(
+                history,
+                target,
+                paths["png"],
+                f"{space.name} on {name}: {config.strategy}, {config.loss}, {mode}",
+            )
+        else:
+            paths.pop("png")
+    else:
+        probs = [np.full(len(c), 1.0 / len(c)) for c in table.layers]
+        paths.pop("png")
     argmax = argmax_arch(probs)
-    arch = project_to_budget(probs, table, target) if hard_budget else argmax
+    arch = derive(probs, table, target, hard=hard_budget)
     search_s = time.perf_counter() - started
 
-    network = space.network(arch, batch=device.batch_size, name=f"{space.name}-{target:g}ms")
-    predicted = predictor.predict_network(network.ops)
+    done: tuple[Round, ...] = ()
+    measured = None
+    predicted = None
+    if measure and main:
+        assert timer is not None
+        done = close_loop(
+            timer,
+            predictor,
+            space,
+            probs,
+            arch,
+            target,
+            hard=hard_budget,
+            rounds=rounds,
+            batch=batch,
+            store=store,
+            reporter=reporter,
+        )
+        if any(r.refit_s > 0 for r in done):
+            paths["predictor"] = predictor.save(out_dir / "predictor.json")
+        final = pick_round(done, target, hard_budget, (fastest_ms, slowest_ms))
+        arch, predicted, measured = final.arch, final.predicted_ms, final.measured_ms
+    arch = group.from_main(arch, session.device)  # the loop ran on rank 0 alone
+    network = space.network(arch, batch=batch, name=f"{space.name}-{target:g}ms")
+    if predicted is None:
+        predicted = predictor.predict_network(network.ops)
     if main:
         write_net_config(network, paths["net_config"])
-    if history and main:
-        plot_history(
-            history,
-            target,
-            paths["png"],
-            f"{space.name} on {device.name}: {config.strategy}, {config.loss}, {mode}",
-        )
-    else:
-        paths.pop("png")
 
     accuracy = None
     if final_epochs > 0:
+        assert data is not None
         model = trainable_network(network, seed=config.seed)
         steps = final_epochs * max(1, len(data.train) // config.batch_size)
         advance = reporter.task(f"training the found network ({final_epochs} epochs)", steps)
@@ -282,10 +420,8 @@ def search_on(
             seed=config.seed,
             on_step=lambda: advance(1),
             precision=session.precision,
-            group=session.group,
+            group=group,
         )
-
-    measured = measure_network(device, network, store, reporter) if measure and main else None
 
     result = SearchResult(
         arch=tuple(arch),
@@ -298,12 +434,16 @@ def search_on(
         search_s=search_s,
         argmax_arch=tuple(argmax),
         argmax_ms=table.of_arch(argmax),
+        range_ms=(fastest_ms, slowest_ms),
+        rounds=done,
+        measured_on=timer.name if measure and timer is not None else None,
+        note=note,
         history=history,
         paths=paths,
         probs=tuple(probs),
         train_device=str(session.device),
-        world_size=session.group.world_size,
-        rank=session.group.rank,
+        world_size=group.world_size,
+        rank=group.rank,
     )
     if main:
         write_json(paths["result"], result.to_json())
@@ -333,25 +473,89 @@ def _resume(
             _append_history(history, record)
 
 
-def measure_network(
+def settled(rnd: Round, target_ms: float, hard: bool, range_ms: tuple[float, float]) -> bool:
+    """F agrees with the device on this round's network, and (where T is in reach) the
+    measurement lands on T."""
+    if abs(rnd.error) > TOLERANCE:
+        return False
+    if not range_ms[0] <= target_ms <= range_ms[1]:
+        return True
+    low, high = landing(target_ms, hard)
+    return low <= rnd.measured_ms <= high
+
+
+def pick_round(
+    done: tuple[Round, ...], target_ms: float, hard: bool, range_ms: tuple[float, float]
+) -> Round:
+    """The first settled round, else the one whose measurement comes nearest the target (with a
+    hard budget: under T first)."""
+    for rnd in done:
+        if settled(rnd, target_ms, hard, range_ms):
+            return rnd
+    return min(
+        done,
+        key=lambda r: (hard and r.measured_ms > target_ms, abs(r.measured_ms / target_ms - 1)),
+    )
+
+
+def close_loop(
     device: DeviceConfig,
-    network: Network,
+    predictor: LatencyPredictor,
+    space: SearchSpace,
+    probs: list[np.ndarray],
+    arch: tuple[int, ...],
+    target_ms: float,
+    *,
+    hard: bool,
+    rounds: int = ROUNDS,
+    batch: int = 1,
     store: MeasurementStore | None = None,
     reporter: Reporter | None = None,
-) -> float:
-    """Median end-to-end latency of `network` on the device, with the device's profiler."""
+) -> tuple[Round, ...]:
+    """Time `arch` on `device` (the fastest of `TIMINGS` timings); until a round settles (or
+    `rounds` are done), add the timing to the device's calibration networks, refit
+    `predictor`'s network terms around the target, derive again from `probs`, and time again.
+    Each round is stored (origin `search`) and reported."""
     from latkit.profilers import ProfilerOptions, get_profiler
-    from latkit.profilers.session import time_network
+    from latkit.profilers.session import time_network_fastest
 
     reporter = reporter or SilentReporter()
+    table = LatencyTable.from_predictor(predictor, space, batch=batch)
+    range_ms = (table.fastest()[1], table.slowest()[1])
+    done: list[Round] = []
+    own: list[tuple[tuple, float]] = []
     profiler = get_profiler(device, ProfilerOptions(reporter=reporter))
     try:
-        advance = reporter.task(f"timing the found network on {device.name}", 1)
-        stats = time_network(profiler, store, network, origin="search", reuse=False)
-        advance(1)
+        env_id = profiler.environment().env_id
+        for index in range(1, rounds + 1):
+            network = space.network(arch, batch=batch, name=f"{space.name}-{target_ms:g}ms")
+            predicted = predictor.predict_network(network.ops)
+            advance = reporter.task(f"round {index}: timing the found network on {device.name}", 1)
+            started = time.perf_counter()
+            stats = time_network_fastest(profiler, store, network, origin="search", repeats=TIMINGS)
+            advance(1)
+            rnd = Round(index, arch, predicted, stats.median_ms, time.perf_counter() - started)
+            reporter.note(
+                f"round {index}: predicted {predicted:.4f} ms, measured {rnd.measured_ms:.4f} ms "
+                f"({rnd.error:+.1%}), measured / T {rnd.measured_ms / target_ms:.3f}"
+            )
+            own.append((tuple(profiler.prepare(network.ops)), rnd.measured_ms))
+            if settled(rnd, target_ms, hard, range_ms) or index == rounds:
+                done.append(rnd)
+                break
+            started = time.perf_counter()
+            samples = stored_networks(store, device.name, env_id) if store is not None else own
+            predictor.fit_overhead(samples, near_ms=target_ms)
+            table = LatencyTable.from_predictor(predictor, space, batch=batch)
+            arch = derive(probs, table, target_ms, hard=hard)
+            done.append(replace(rnd, refit_s=time.perf_counter() - started))
+            reporter.note(
+                f"refit F's network terms on {len(samples)} networks near {target_ms:g} ms "
+                f"(overhead {predictor.overhead_ms:+.4f} ms, per op {predictor.per_op_ms:.4f} ms)"
+            )
     finally:
         profiler.close()
-    return stats.median_ms
+    return tuple(done)
 
 
 HISTORY_FIELDS = (
