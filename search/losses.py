@@ -60,7 +60,9 @@ class _AllThroughAdam:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Stateless: accepts the empty state it saves."""
+        """Stateless: accepts the empty state it saves, and refuses any other."""
+        if state:
+            raise LatkitError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
 
 
 @dataclass(frozen=True)
