@@ -2,7 +2,8 @@
 and the coverage of prediction intervals.
 
 Everything that reports predictor quality (fit, validate, benches) calls these, so a figure means
-the same thing wherever it is printed.
+the same thing wherever it is printed. scipy.stats is imported where it is used: it costs a second
+of every command's start-up, `--help` included.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 
 
 def _arrays(pred: Sequence[float], true: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +39,8 @@ def spearman(pred: Sequence[float], true: Sequence[float]) -> float:
     p, t = _arrays(pred, true)
     if len(p) < 2 or np.all(p == p[0]) or np.all(t == t[0]):
         return float("nan")
+    from scipy.stats import spearmanr
+
     return float(spearmanr(p, t).statistic)
 
 
@@ -48,6 +50,8 @@ def kendall(pred: Sequence[float], true: Sequence[float]) -> float:
     p, t = _arrays(pred, true)
     if len(p) < 2 or np.all(p == p[0]) or np.all(t == t[0]):
         return float("nan")
+    from scipy.stats import kendalltau
+
     return float(kendalltau(p, t).statistic)
 
 

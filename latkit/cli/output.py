@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -172,17 +173,33 @@ class PlainReporter:
             self.out.print(line, soft_wrap=True)
 
 
+#: columns a bar row needs besides its description: bar, count, elapsed, `ETA`, remaining
+_BAR_COLUMNS = 8 + 7 + 7 + 3 + 7 + 5
+
+
+class _Description(TextColumn):
+    """The task's description, folded onto a second line rather than pushing the count and
+    times off a narrow terminal."""
+
+    def get_table_column(self) -> Column:
+        return Column(
+            no_wrap=False, overflow="fold", max_width=max(12, console.width - _BAR_COLUMNS)
+        )
+
+
+def _fixed(column: type[ProgressColumn], *args: str) -> ProgressColumn:
+    return column(*args, table_column=Column(no_wrap=True))
+
+
 def progress_bar() -> Progress:
-    """Description (cut with an ellipsis only if nothing else fits), bar, count, elapsed, ETA."""
+    """Description (folded when it is too long), bar, count, elapsed, ETA."""
     return Progress(
-        TextColumn(
-            "[bold]{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")
-        ),
+        _Description("[bold]{task.description}"),
         BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=8)),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        _fixed(MofNCompleteColumn),
+        _fixed(TimeElapsedColumn),
+        _fixed(TextColumn, "ETA"),
+        _fixed(TimeRemainingColumn),
         console=console,
         expand=True,
     )

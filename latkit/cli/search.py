@@ -150,11 +150,11 @@ def search(
         help="Adam lr of α (ProxylessNAS: 1e-3 over ~10^5 ImageNet steps; small data needs more).",
     ),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Training batch size."),
-    measure: bool = typer.Option(
-        True,
-        "--measure/--no-measure",
-        help="Time the found network on the device, refitting F and deriving again while "
-        "predicted and measured differ by more than 5%.",
+    no_measure: bool = typer.Option(
+        False,
+        "--no-measure",
+        help="Do not time the found network. By default it is timed on the device, and F is "
+        "refit and the network derived again while predicted and measured differ by over 5%.",
     ),
     measure_on: str | None = typer.Option(
         None,
@@ -244,7 +244,7 @@ def search(
                 dataset=dataset,
                 hard_budget=hard_budget,
                 final_epochs=final_epochs,
-                measure=measure,
+                measure=not no_measure,
                 measure_on=timer,
                 rounds=rounds,
                 data_dir=data_dir,

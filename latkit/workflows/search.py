@@ -333,10 +333,10 @@ def search_on(
         )
         _resume(trainer, checkpoint, resume, paths["history"] if main else None, reporter)
         started = time.perf_counter() - trainer.progress.seconds
-        advance = reporter.task(
-            f"searching {space.name} ({config.strategy}, {config.loss}, {mode})",
-            trainer.total_steps(),
+        reporter.note(
+            f"searching {space.name}: {config.strategy} strategy, {config.loss} loss, {mode}"
         )
+        advance = reporter.task(f"searching {space.name}", trainer.total_steps())
         advance(trainer.steps_done())
 
         def epoch_done(record: EpochRecord) -> None:
@@ -410,7 +410,7 @@ def search_on(
         assert data is not None
         model = trainable_network(network, seed=config.seed)
         steps = final_epochs * max(1, len(data.train) // config.batch_size)
-        advance = reporter.task(f"training the found network ({final_epochs} epochs)", steps)
+        advance = reporter.task(f"training it, {final_epochs} epochs", steps)
         accuracy = train_network(
             model,
             data,
@@ -530,7 +530,7 @@ def close_loop(
         for index in range(1, rounds + 1):
             network = space.network(arch, batch=batch, name=f"{space.name}-{target_ms:g}ms")
             predicted = predictor.predict_network(network.ops)
-            advance = reporter.task(f"round {index}: timing the found network on {device.name}", 1)
+            advance = reporter.task(f"round {index}: timing it on {device.name}", 1)
             started = time.perf_counter()
             stats = time_network_fastest(profiler, store, network, origin="search", repeats=TIMINGS)
             advance(1)
