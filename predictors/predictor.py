@@ -315,6 +315,15 @@ class LatencyPredictor:
         self.meta["overhead_networks"] = len(gaps)
         return self.overhead_ms
 
+    def fit_level(self, samples: Sequence[tuple[Sequence[OpSpec], float]]) -> float:
+        """Set the overhead alone, to the median of measured minus F over `samples`, per_op
+        kept: a search's own timings of the networks it derived, all predicted at its target,
+        say best what the networks it derives next will pay."""
+        if samples:
+            gaps = [latency - self.predict_network(ops) for ops, latency in samples]
+            self.overhead_ms += float(np.median(gaps))
+        return self.overhead_ms
+
     # --- persistence ------------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:

@@ -210,9 +210,9 @@ def calibrate(
     reporter: Reporter | None = None,
 ) -> list[tuple[Network, Stats]]:
     """Time `n` whole networks of `space` (`calibration_archs`) end to end, each the fastest of
-    `CALIBRATION_TIMINGS` timings, and store them with origin `calibrate`: what networks pay beyond their ops, which `latkit fit` turns into F's
-    network terms. Needs every op of the space profiled; networks already stored are reused,
-    so an interrupted calibration resumes."""
+    `CALIBRATION_TIMINGS` timings, and store them with origin `calibrate`: what networks pay
+    beyond their ops, which `latkit fit` turns into F's network terms. Needs every op of the
+    space profiled; networks already stored are reused, so an interrupted calibration resumes."""
     device = profiler.device
     reporter = reporter or profiler.options.reporter
     env = profiler.environment()

@@ -514,8 +514,9 @@ def close_loop(
 ) -> tuple[Round, ...]:
     """Time `arch` on `device` (the fastest of `TIMINGS` timings); until a round settles (or
     `rounds` are done), add the timing to the device's calibration networks, refit
-    `predictor`'s network terms around the target, derive again from `probs`, and time again.
-    Each round is stored (origin `search`) and reported."""
+    `predictor`'s network terms around the target, set its overhead from this loop's own
+    timings, derive again from `probs`, and time again. Each round is stored (origin `search`)
+    and reported."""
     from latkit.profilers import ProfilerOptions, get_profiler
     from latkit.profilers.session import time_network_fastest
 
@@ -546,6 +547,7 @@ def close_loop(
             started = time.perf_counter()
             samples = stored_networks(store, device.name, env_id) if store is not None else own
             predictor.fit_overhead(samples, near_ms=target_ms)
+            predictor.fit_level(own)
             table = LatencyTable.from_predictor(predictor, space, batch=batch)
             arch = derive(probs, table, target_ms, hard=hard)
             done.append(replace(rnd, refit_s=time.perf_counter() - started))
