@@ -181,9 +181,6 @@ def _check_target(target_ms: float) -> None:
         raise LatkitError(f"the latency target must be positive, got {target_ms} ms")
 
 
-#: the loss `latkit search` uses unless `--loss` says otherwise
-DEFAULT_LOSS = "lagrangian"
-
 LOSSES: Registry[Callable[..., LossFn]] = Registry("--loss")
 LOSSES.register("lagrangian", Lagrangian)
 LOSSES.register("mul-log", MulLog)

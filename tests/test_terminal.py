@@ -4,8 +4,7 @@ the same commands piped to a file or run with NO_COLOR.
 Each terminal run is one tmux session executing a script of commands; `capture-pane -J` joins the
 lines the terminal itself wrapped, so a joined line longer than the width is a line the command
 printed too long. The store and folders of the first run are reused by the next ones, so the
-later runs also show the resume paths. Every command runs at 80 columns, the narrowest layout;
-at 120 and piped, the main help page, profile and quickstart (which has every kind of step) do.
+later runs also show the resume paths.
 """
 
 from __future__ import annotations
@@ -33,27 +32,22 @@ COUNT = re.compile(r"(?<![\w./])(\d+)/(\d+)(?![\w/])")
 COMMANDS = [(c.name or c.callback.__name__).replace("_", "-") for c in app.registered_commands]
 
 
-def _commands(root: Path, every: bool = True) -> list[str]:
-    """The commands a run executes, quickstart last; `every=False` leaves out the commands' help
-    pages, fit and search, whose steps quickstart shows too."""
+def _commands(root: Path) -> list[str]:
     device = root / "term-cpu.yaml"
     quick = "--epochs 1 --warmup-epochs 0 --final-epochs 1"
-    single = [
-        f"fit --device {device} --db s.sqlite --data-dir data",
-        f"search --device {device} --target-ms 0.2 --db s.sqlite --data-dir data {quick}",
-    ]
     return [
-        *(f"{name} --help" for name in ["", *(COMMANDS if every else [])]),
+        *(f"{name} --help" for name in ["", *COMMANDS]),
         f"profile --device {device} --space proxyless-tiny --limit 8 --db s.sqlite",
         f"profile --device {device} --space proxyless-tiny --db s.sqlite",
-        *(single if every else []),
+        f"fit --device {device} --db s.sqlite --data-dir data",
+        f"search --device {device} --target-ms 0.2 --db s.sqlite --data-dir data {quick}",
         f"quickstart --db qs.sqlite --data-dir qsdata --networks 2 {quick}",
     ]
 
 
-def _script(root: Path, every: bool = True) -> Path:
+def _script(root: Path) -> Path:
     lines = ["cd " + shlex.quote(str(root))]
-    for command in _commands(root, every):
+    for command in _commands(root):
         lines.append(f"echo {shlex.quote(MARK + command)}")
         lines.append(f"{shlex.quote(str(LATKIT))} {command}")
     path = root / "commands.sh"
@@ -145,10 +139,9 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("width", [80, 120])
 def test_commands_read_cleanly_in_a_terminal(workspace, width):
-    every = width == 80
-    screen = _in_tmux(_script(workspace, every), width, workspace)
+    screen = _in_tmux(_script(workspace), width, workspace)
     sections = _sections(screen)
-    assert len(sections) == len(_commands(workspace, every)), sorted(sections)
+    assert len(sections) == len(_commands(workspace)), sorted(sections)
     problems = _problems(sections, width)
     assert not problems, "\n".join(problems)
     for stage in ("1/5 profiling", "searching proxyless-tiny", "done in"):
@@ -158,7 +151,7 @@ def test_commands_read_cleanly_in_a_terminal(workspace, width):
 @pytest.mark.slow
 def test_piped_output_has_no_bars_and_no_escape_codes(workspace):
     result = subprocess.run(
-        ["bash", str(_script(workspace, every=False))],
+        ["bash", str(_script(workspace))],
         env=_environment(),
         capture_output=True,
         text=True,
@@ -213,3 +206,15 @@ def test_no_color_in_a_terminal_draws_no_escape_codes(workspace):
     text = output.decode()
     assert "\x1b" not in text, repr(text)
     assert re.search(r"profiling term-cpu: 4/4 in \d+:\d\d:\d\d", text), text
+
+
+def test_the_command_line_starts_without_importing_torch():
+    """`--help` and argument errors answer at once: torch (seconds to import) loads only when a
+    command runs a workflow."""
+    probe = (
+        "import sys, latkit.cli; print([m for m in ('torch', 'scipy.stats') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -33,7 +33,7 @@ from latkit.cli.output import (
 )
 from latkit.errors import LatkitError
 from latkit.files import write_json
-from latkit.workflows.search import ARCH_LR, LOSS, ROUNDS
+from latkit.workflows.defaults import ARCH_LR, LOSS, ROUNDS
 
 DATA_HELP = "Folder of fitted predictors; results go to `DATA_DIR/<device>/` unless --out is given."
 THREADS_HELP = "Torch threads for training (0: torch's default, all cores)."

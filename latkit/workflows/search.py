@@ -53,20 +53,13 @@ from latkit.search.distributed import (
 )
 from latkit.search.export import WINDOW, argmax_arch, derive, write_net_config
 from latkit.search.latency import LatencyTable
-from latkit.search.losses import DEFAULT_LOSS
 from latkit.search.plots import plot_history
 from latkit.search.supernet import SuperNet, trainable_network
 from latkit.search.trainer import EpochRecord, SearchConfig, SearchTrainer, train_network
 from latkit.spaces import Network, SearchSpace, candidate_name, load_space
 from latkit.store import MeasurementStore
+from latkit.workflows.defaults import ARCH_LR, LOSS, ROUNDS
 
-#: ProxylessNAS moves α with lr 1e-3 over ~10^5 ImageNet arch steps; digits gives ~10^2, so
-#: searches started from the command line default to a larger step.
-ARCH_LR = 0.03
-#: the target-seeking loss; ProxylessNAS's own are `add-linear` and `mul-log`
-LOSS = DEFAULT_LOSS
-#: the most derive-and-time rounds of the closed loop
-ROUNDS = 3
 #: predicted vs measured, and measured vs T, agree when within this share
 TOLERANCE = 0.05
 #: timings per round, the fastest kept (a burst of background load only adds time)
