@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def store_location(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "s.sqlite")
     return request.getfixturevalue("postgres").database()
+
+
+def ctrl_c_reaches_it() -> None:
+    """A child's `preexec_fn`: SIGINT back to its default. A shell starts a background job with
+    SIGINT ignored, and its children inherit that; a user's Ctrl-C always reaches a foreground
+    command, which is what the interruption tests act out."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_device(path: Path, **fields) -> Path:

@@ -20,7 +20,7 @@ from latkit.cli import app
 from latkit.errors import LatkitError
 from latkit.spaces import load_space
 from latkit.store import MeasurementStore, read_measurements
-from tests.conftest import write_device
+from tests.conftest import ctrl_c_reaches_it, write_device
 
 CSV_COLUMNS = [
     "key",
@@ -178,7 +178,8 @@ def test_interrupted_profile_loses_nothing_and_resumes(tmp_path, sig, backend, r
         "--db",
         db,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    proc = subprocess.Popen(cmd, preexec_fn=ctrl_c_reaches_it, **pipes)
     deadline = time.time() + 120
     while len(_rows(db)) < 8 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

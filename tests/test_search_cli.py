@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_device
+from conftest import ctrl_c_reaches_it, write_device
 from test_search_imagefolder import image_tree
 from typer.testing import CliRunner
 
@@ -371,7 +371,8 @@ def search_args(fitted, *extra) -> list[str]:
 def latkit_process(*args: str, **kwargs) -> subprocess.Popen:
     """`python -m latkit ARGS` as a user runs it, in its own process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "latkit", *args], env=env, **kwargs)
+    command = [sys.executable, "-m", "latkit", *args]
+    return subprocess.Popen(command, env=env, preexec_fn=ctrl_c_reaches_it, **kwargs)
 
 
 def history_rows(path: Path) -> list[dict]:

@@ -84,7 +84,9 @@ def profile(
             for line in wrap(text, console.width):
                 console.print(line, style="yellow", soft_wrap=True)
             for key in outcome.summary.unstable:
-                console.print(f"  {key}", soft_wrap=True)
+                # indented where the key still fits the width; a key is never broken
+                indent = "  " if len(key) + 2 <= console.width else ""
+                console.print(indent + key, soft_wrap=True)
         if outcome.error:
             console.print(labelled(f"{outcome.device} stopped: ", "yellow", outcome.error))
     if json_out:
