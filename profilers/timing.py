@@ -14,8 +14,8 @@ pools them and decides retries.
 Clocks are explicit about synchronisation: a clock synchronises the device before every host-clock
 read, so asynchronous runtimes (CUDA) are timed for execution, not for launch. Microsecond ops (a
 call under a hundredth of `min_block_ms`, 10 µs by default) are called in blocks between two clock
-reads, each lasting at least `min_block_ms`, as `torch.utils.benchmark` does, so the clock's own cost and resolution
-vanish in the block; the per-call time is derived.
+reads, each lasting at least `min_block_ms`, as `torch.utils.benchmark` does, so the clock's own
+cost and resolution vanish in the block; the per-call time is derived.
 """
 
 from __future__ import annotations
