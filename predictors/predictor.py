@@ -287,11 +287,10 @@ class LatencyPredictor:
         (another space) is not taken for a per-op cost. It is bounded above by the smallest F of
         any op in the table or the networks, so that no op's contribution is negative; with
         fewer than 3 networks or no such pair it stays as it was (0 for a new predictor). The
-        overhead is
-        the median of gap + per_op * ops, over every network, or with `near_ms` over the
-        `LOCAL_NETWORKS` that F (with its overhead so far) predicts nearest it: a search asks F
-        about networks predicted at about its target (the ones it derived and timed among them),
-        and there the local level is what counts.
+        overhead is the median of gap + per_op * ops (`fit_level`), over every network, or with
+        `near_ms` over the `LOCAL_NETWORKS` that F (with its overhead so far) predicts nearest
+        it: a search asks F about networks predicted at about its target (the ones it derived
+        and timed among them), and there the local level is what counts.
         """
         sums = np.array([float(self.predict(ops).sum()) for ops, _ in samples])
         gaps = np.array([latency for _, latency in samples]) - sums
@@ -306,22 +305,20 @@ class LatencyPredictor:
             timed = [op for ops, _ in samples for op in ops if op.type != "zero"]
             smallest = float(self.predict([*getattr(self, "table_", {}), *timed]).min())
             self.per_op_ms = min(-slope, smallest)
-        level = gaps + self.per_op_ms * counts
-        if near_ms is not None and len(level) > LOCAL_NETWORKS:
-            measured = np.array([latency for _, latency in samples])
-            predicted = measured - level + self.overhead_ms
-            level = level[np.argsort(np.abs(predicted - near_ms))[:LOCAL_NETWORKS]]
-        self.overhead_ms = float(np.median(level)) if len(level) else 0.0
         self.meta["overhead_networks"] = len(gaps)
-        return self.overhead_ms
+        if near_ms is not None and len(samples) > LOCAL_NETWORKS:
+            predicted = np.array([self.predict_network(ops) for ops, _ in samples])
+            nearest = np.argsort(np.abs(predicted - near_ms))[:LOCAL_NETWORKS]
+            samples = [samples[k] for k in nearest]
+        return self.fit_level(samples)
 
     def fit_level(self, samples: Sequence[tuple[Sequence[OpSpec], float]]) -> float:
-        """Set the overhead alone, to the median of measured minus F over `samples`, per_op
-        kept: a search's own timings of the networks it derived, all predicted at its target,
-        say best what the networks it derives next will pay."""
-        if samples:
-            gaps = [latency - self.predict_network(ops) for ops, latency in samples]
-            self.overhead_ms += float(np.median(gaps))
+        """Set the overhead alone, per_op kept: the median over `samples` of measured minus the
+        ops' contributions (0 without samples). `fit_overhead` ends here; a search calls it on
+        its own timings of the networks it derived, all predicted at its target, which say best
+        what the networks it derives next will pay."""
+        levels = [latency - float(self.contribution(ops).sum()) for ops, latency in samples]
+        self.overhead_ms = float(np.median(levels)) if levels else 0.0
         return self.overhead_ms
 
     # --- persistence ------------------------------------------------------------------------------

@@ -539,8 +539,8 @@ def close_loop(
                 break
             started = time.perf_counter()
             samples = stored_networks(store, device.name, env_id) if store is not None else own
-            predictor.fit_overhead(samples, near_ms=target_ms)
-            predictor.fit_level(own)
+            predictor.fit_overhead(samples, near_ms=target_ms)  # its per-op term
+            predictor.fit_level(own)  # the level of the networks this loop derives
             table = LatencyTable.from_predictor(predictor, space, batch=batch)
             arch = derive(probs, table, target_ms, hard=hard)
             done.append(replace(rnd, refit_s=time.perf_counter() - started))
