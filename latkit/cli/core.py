@@ -18,7 +18,7 @@ from latkit.cli.app import (
     resolve_device,
     writable_file,
 )
-from latkit.cli.output import console, labelled, print_fields, reporting, wrap
+from latkit.cli.output import console, indented, labelled, print_fields, reporting, wrap
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
 
@@ -84,9 +84,7 @@ def profile(
             for line in wrap(text, console.width):
                 console.print(line, style="yellow", soft_wrap=True)
             for key in outcome.summary.unstable:
-                # indented where the key still fits the width; a key is never broken
-                indent = "  " if len(key) + 2 <= console.width else ""
-                console.print(indent + key, soft_wrap=True)
+                console.print(indented(key, console.width, 2), soft_wrap=True)
         if outcome.error:
             console.print(labelled(f"{outcome.device} stopped: ", "yellow", outcome.error))
     if json_out:

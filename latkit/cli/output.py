@@ -51,6 +51,12 @@ def clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
+def indented(text: str, width: int, indent: int) -> str:
+    """`text` after `indent` spaces where that still fits `width`; a field is never broken, so
+    one too long for the indent starts the line instead."""
+    return " " * indent + text if indent + len(text) <= width else text
+
+
 def pack(fields: Sequence[str], width: int, indent: int = 4, sep: str = "  ") -> list[str]:
     """Join `fields` into lines of at most `width` characters, breaking only between fields;
     continuation lines are indented. A field longer than a line gets a line of its own."""
@@ -62,7 +68,7 @@ def pack(fields: Sequence[str], width: int, indent: int = 4, sep: str = "  ") ->
             line = candidate
             continue
         lines.append(line)
-        line = " " * indent + field
+        line = indented(field, width, indent)
     if line:
         lines.append(line)
     return lines
