@@ -46,7 +46,7 @@ from latkit.devices import DeviceConfig, Timing, load_device
 from latkit.metrics import coverage, report, rmspe, within
 from latkit.ops import OpSpec, detect_dialect, from_key
 from latkit.predictors import MODELS, LatencyPredictor, fit_device, fit_networks
-from latkit.predictors.fit import calibrate_overhead_interval, predictor_path, stored_networks
+from latkit.predictors.fit import predictor_path, stored_networks
 from latkit.predictors.models import make_model
 from latkit.profilers import get_profiler
 from latkit.profilers.base import Profiler, host_model
@@ -305,9 +305,7 @@ def section_local(
     )
     train = time_networks(fast, store, train_nets, f"timing {n_train} training networks")
     predictor = LatencyPredictor.from_state(local.predictor.to_state())
-    predictor.fit_overhead(train)  # training networks only, whatever else is in --db
-    predictor.network_interval_ = None
-    calibrate_overhead_interval(predictor, train, 0)
+    predictor.fit_network_terms(train, 0)  # training networks only, whatever else is in --db
     with bar() as progress:
         validation = validate_device(
             fast,
@@ -334,8 +332,7 @@ def section_local(
     )
     print(
         f"F from ops: family {picks(predictor)}, {len(predictor.table_)} table ops, "
-        f"overhead {predictor.overhead_ms:.3f} ms per network, {predictor.per_op_ms:.4f} ms per op "
-        "(Theil-Sen over the training networks)"
+        f"network terms {predictor.terms} (fitted on the training networks)"
     )
     print(
         f"validation on {n_val} whole networks (seed 0; {validation.csv_path.name} and "
@@ -531,9 +528,7 @@ def section_predict(store: MeasurementStore, out_dir: Path, config: DeviceConfig
     # networks are timed with their own plan, so they live in the network profiler's environment
     env_id = fast.environment().env_id
     others = [s for s in stored_networks(store, config.name, env_id) if arch_id(s[0]) not in unseen]
-    predictor.fit_overhead(others)
-    predictor.network_interval_ = None
-    calibrate_overhead_interval(predictor, others, 0)
+    predictor.fit_network_terms(others, 0)
     predictor.save(predictor_path(config.name, out_dir))
     truth = [ms for _, ms in time_networks(fast, store, published, "timing the published networks")]
     print(

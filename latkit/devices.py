@@ -8,10 +8,12 @@ message names the file, the field and what is allowed.
 from __future__ import annotations
 
 import posixpath
+import types
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from latkit.errors import DeviceFileError
 from latkit.files import read_yaml
@@ -34,10 +36,17 @@ def runtimes(kind: str) -> tuple[str, ...]:
 
 
 SAFE_REMOTE_ROOTS = ("/data/local/tmp", "/sdcard")
+#: the largest batch an op is built and timed with (a batch's input is allocated at once)
+MAX_BATCH = 4_096
+#: timed samples one op may take at worst (runs x rounds x (1 + max_retries)): past this a
+#: profile runs for days on a single op, which is a typo, not a plan
+MAX_SAMPLES_PER_OP = 1_000_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every section: unknown fields and NaN or infinite numbers are refused, never guessed at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Timing(_Strict):
@@ -49,13 +58,24 @@ class Timing(_Strict):
     (0: always one call). The plan is part of every row's environment fingerprint, so rows timed
     differently never mix."""
 
-    warmup: int = Field(10, ge=0)
-    runs: int = Field(50, ge=1)
-    rounds: int = Field(3, ge=1)
-    max_cv: float = Field(0.05, gt=0)
-    max_retries: int = Field(2, ge=0)
-    rewarm: int = Field(3, ge=0)
-    min_block_ms: float = Field(1.0, ge=0)
+    warmup: int = Field(10, ge=0, le=10_000)
+    runs: int = Field(50, ge=1, le=100_000)
+    rounds: int = Field(3, ge=1, le=100)
+    #: above 1 it never triggers a retry: the way to say "never" (max_retries 0 is the other)
+    max_cv: float = Field(0.05, gt=0, le=10)
+    max_retries: int = Field(2, ge=0, le=20)
+    rewarm: int = Field(3, ge=0, le=10_000)
+    min_block_ms: float = Field(1.0, ge=0, le=1_000)
+
+    @model_validator(mode="after")
+    def _check(self) -> Timing:
+        worst = self.runs * self.rounds * (1 + self.max_retries)
+        if worst > MAX_SAMPLES_PER_OP:
+            raise ValueError(
+                f"runs x rounds x (1 + max_retries) = {worst} timed samples per op; "
+                f"at most {MAX_SAMPLES_PER_OP}"
+            )
+        return self
 
 
 class AndroidSettings(_Strict):
@@ -69,9 +89,9 @@ class AndroidSettings(_Strict):
     benchmark_model: str | None = None
     cpu_affinity: str | None = "f0"
     delegate: Literal["cpu", "gpu", "nnapi"] = "cpu"
-    max_temperature_c: float = 45.0
-    cooldown_s: float = Field(60.0, ge=0)
-    batch_push: int = Field(8, ge=1)
+    max_temperature_c: float = Field(45.0, ge=20, le=100)
+    cooldown_s: float = Field(60.0, ge=0, le=3_600)
+    batch_push: int = Field(8, ge=1, le=1_000)
 
     @model_validator(mode="after")
     def _check(self) -> AndroidSettings:
@@ -102,11 +122,11 @@ class GpuSettings(_Strict):
 class DeviceConfig(_Strict):
     """A device file, plus `source`: the file it came from (not part of the YAML)."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     kind: Literal["cpu", "gpu", "android"]
     runtime: str
-    batch_size: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH)
+    threads: int = Field(1, ge=1, le=1_024)
     timing: Timing = Timing()
     android: AndroidSettings | None = None
     gpu: GpuSettings | None = None
@@ -133,8 +153,52 @@ class DeviceConfig(_Strict):
         return self.gpu or GpuSettings()
 
 
+_BOUNDS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The model of a nested section (`AndroidSettings | None` -> AndroidSettings), if any."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next(filter(None, map(_section, get_args(annotation))), None)
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def _field(loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The schema of the field at `loc` (`("timing", "runs")`), or None for a whole section."""
+    model: type[BaseModel] | None = DeviceConfig
+    field = None
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return None
+        field = model.model_fields[part]
+        model = _section(field.annotation)
+    return field
+
+
+def _allowed(loc: tuple[Any, ...]) -> str | None:
+    """The range a numeric field allows, in words (`1 to 4096`, `above 0 and at most 10`), read
+    from the schema itself so a message can never quote a stale limit."""
+    field = _field(loc)
+    if field is None:
+        return None
+    bounds = {
+        name: getattr(m, name)
+        for m in field.metadata
+        for name in ("ge", "gt", "le", "lt")
+        if hasattr(m, name)
+    }
+    if "ge" in bounds and "le" in bounds:
+        return f"{bounds['ge']:g} to {bounds['le']:g}"
+    words = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+    parts = [f"{words[name]} {value:g}" for name, value in bounds.items()]
+    return " and ".join(parts) or None
+
+
 def _describe(error: dict) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    parts = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+    loc = ".".join(str(part) for part in parts)
     kind, msg = error["type"], error["msg"]
     if kind == "missing":
         return f"field {loc!r} is missing"
@@ -145,7 +209,19 @@ def _describe(error: dict) -> str:
     if kind == "value_error":
         where = f"field {loc!r}: " if loc else ""
         return where + msg.removeprefix("Value error, ")
-    return f"field {loc!r}: {msg} (got {error.get('input')!r})"
+    limits, got = _allowed(parts), _shown(error.get("input"))
+    if kind in _BOUNDS and limits:
+        return f"field {loc!r}: {got} is out of range (allowed: {limits})"
+    if kind == "finite_number" and limits:
+        return f"field {loc!r}: {got} is not a finite number (allowed: {limits})"
+    tail = f"; allowed: {limits}" if limits else ""
+    return f"field {loc!r}: {msg} (got {got}{tail})"
+
+
+def _shown(value: object, width: int = 40) -> str:
+    """A wrong value as a message quotes it: its repr, cut short so the message stays one line."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def parse_device(data: object, source: str = "<device>") -> DeviceConfig:

@@ -49,27 +49,6 @@ def read_json(path: str | Path, what: str, error: type[LatkitError] = LatkitErro
         raise error(f"{path}: not a JSON {what} ({exc.msg}, line {exc.lineno})") from None
 
 
-def writable_folder(folder: str | Path, what: str) -> Path:
-    """`folder`, created if needed, once it is known to take new files: a command checks its
-    outputs this way before doing any work, so a bad path costs nothing but one line."""
-    folder = Path(folder)
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise LatkitError(f"{what}: cannot create folder {folder}: {blocker} is a file")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LatkitError(
-            f"{what}: cannot create folder {folder} ({exc.strerror or exc})"
-        ) from None
-    writable = os.access(
-        folder, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
-    )
-    if not writable:
-        raise LatkitError(f"{what}: folder {folder} is not writable")
-    return folder
-
-
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; once written it is fsynced and replaces `path`.

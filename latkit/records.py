@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ STAT_FIELDS = (
 )
 #: the statistics stored as 0/1 integers (the same column type in SQLite and PostgreSQL)
 FLAG_FIELDS = ("exact", "unstable")
+#: how busy the machine was while the row was timed (NaN: unknown, e.g. a phone's or an old row)
+LOAD_FIELDS = ("busy_cores", "steal")
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,10 @@ class Stats:
     per-run count/avg/std/min/max, an imported table's mean/std): statistics a summary cannot
     give are NaN, and `cv` is the spread of the rounds' averages. `runs` counts timed samples,
     each a block of `block` calls whose per-call time is reported. `attempts` is how many times
-    the op was measured (retries pool their rounds); `unstable` marks a `cv` still above the
-    plan's `max_cv` after every retry.
+    the op was measured (retries pool their rounds). `unstable` marks a `cv` still above the
+    plan's `max_cv` after every retry, or a row timed while the machine was contended.
+    `busy_cores` is the CPU time other processes used meanwhile, in cores, and `steal` the share
+    of CPU time the hypervisor took (both NaN where unknown: see `latkit.profilers.load`).
     """
 
     median_ms: float
@@ -110,18 +115,25 @@ class Stats:
     exact: bool = False
     attempts: int = 1
     unstable: bool = False
+    #: context, not statistics: left out of equality (NaN, unknown, never equals itself)
+    busy_cores: float = field(default=math.nan, compare=False)
+    steal: float = field(default=math.nan, compare=False)
 
     def columns(self) -> dict[str, Any]:
+        """The row as stored: flags as 0/1, an unknown load as NULL (not NaN, which PostgreSQL
+        would sort above every number)."""
         row = dataclasses.asdict(self)
         for name in FLAG_FIELDS:
             row[name] = int(row[name])
+        for name in LOAD_FIELDS:
+            row[name] = None if math.isnan(row[name]) else float(row[name])
         return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Stats:
         """Statistics read back from a store row (NULL reads as NaN, flags as booleans)."""
-        values = {name: row.get(name) for name in STAT_FIELDS}
-        for name in STAT_FIELDS[:8]:
+        values = {name: row.get(name) for name in (*STAT_FIELDS, *LOAD_FIELDS)}
+        for name in (*STAT_FIELDS[:8], *LOAD_FIELDS):
             values[name] = float("nan") if values[name] is None else float(values[name])
         values["runs"] = int(values["runs"] or 0)
         values["block"] = int(values["block"] or 1)

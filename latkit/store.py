@@ -5,6 +5,10 @@ plan), so re-running a profile skips what is already there, and nothing is ever 
 Whole-network timings (for validation and for fitting from networks) live in their own table with
 the same keying.
 
+Opened `lazy`, as every command opens it, a SQLite file is created on the first write rather than
+on opening: a command that only reads, or that stops on a bad input before storing anything,
+leaves no empty store behind.
+
 `--db` is a file path (SQLite, the embedded default) or a `postgresql://user@host/db` URL, so
 several profiling hosts can write into one server database and `fit` can read from it. Both hold
 the same schema and keep the same guarantees: one transaction per op, and an upsert on the key, so
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,9 +33,9 @@ import pandas as pd
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.ops import OP_FIELDS, OpSpec
-from latkit.records import FLAG_FIELDS, STAT_FIELDS, Environment, Stats, arch_id
+from latkit.records import FLAG_FIELDS, LOAD_FIELDS, STAT_FIELDS, Environment, Stats, arch_id
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 REAL = "DOUBLE PRECISION"  # 8-byte floats in both back ends (PostgreSQL's REAL has 4 bytes)
@@ -63,6 +68,8 @@ _ENV_COLUMNS = [
     ("origin", "TEXT"),
     ("measured_at", REAL),
 ]
+#: how busy the machine was (schema version 3): last, so older columns keep their order
+_LOAD_COLUMNS = [(name, REAL) for name in LOAD_FIELDS]
 TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     "devices": (
         [
@@ -78,7 +85,8 @@ TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         [("device", "TEXT NOT NULL"), ("key", "TEXT NOT NULL"), ("env_id", "TEXT NOT NULL")]
         + _OP_COLUMNS
         + _STAT_COLUMNS
-        + _ENV_COLUMNS,
+        + _ENV_COLUMNS
+        + _LOAD_COLUMNS,
         ("device", "key", "env_id"),
     ),
     "networks": (
@@ -91,7 +99,8 @@ TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
             ("batch", "INTEGER"),
         ]
         + _STAT_COLUMNS
-        + _ENV_COLUMNS,
+        + _ENV_COLUMNS
+        + _LOAD_COLUMNS,
         ("device", "arch_id", "env_id"),
     ),
 }
@@ -194,6 +203,28 @@ class _SQLite:
         self.conn.close()
 
 
+class _Unwritten(_SQLite):
+    """An empty store in memory, standing in for a SQLite file not created yet: reads see the
+    schema and no rows, and the first write replaces it with the real file."""
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:", isolation_level=None)
+
+
+def _check_creatable(path: Path) -> None:
+    """Refuse, creating nothing, a SQLite path whose file could not be created later: a file
+    where a folder must be, or a folder that takes no new files (probed with a nameless
+    temporary file, which also catches read-only and pseudo file systems)."""
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise OSError(f"{existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot create files in {existing}: {exc.strerror or exc}") from None
+
+
 class _Postgres:
     """A server database through psycopg 3: one connection, autocommit outside transactions."""
 
@@ -241,12 +272,27 @@ class MeasurementStore:
     """Rows of measured ops and networks in SQLite (a path) or PostgreSQL (a URL). Cheap to open;
     safe to kill at any time."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lazy: bool = False) -> None:
+        """Open the store at `path`; `lazy`: a SQLite file that does not exist yet is created on
+        the first write, not now (until then reads see an empty store)."""
         self.location = str(path)
         #: what messages call the store: the file, or the URL without its password
         self.path: Path | str = redact(self.location) if is_url(path) else Path(path)
+        #: a SQLite file that does not exist yet: an empty stand-in until the first write
+        self._unwritten = lazy and not is_url(path) and not Path(path).exists()
+        self._db: _Backend = self._connect(stand_in=self._unwritten)
+
+    def _connect(self, stand_in: bool) -> _Backend:
+        """The database (or, with `stand_in`, the in-memory stand-in for a file still to be
+        created), its schema made current; any failure is one line naming the store."""
         try:
-            self._db: _Backend = _Postgres(self.location) if is_url(path) else _SQLite(Path(path))
+            if stand_in:
+                _check_creatable(Path(self.location))
+                db: _Backend = _Unwritten()
+            elif is_url(self.location):
+                db = _Postgres(self.location)
+            else:
+                db = _SQLite(Path(self.location))
         except LatkitError:
             raise
         except Exception as exc:  # sqlite3/psycopg/OS errors: one line naming the store
@@ -255,36 +301,55 @@ class MeasurementStore:
                 "choose a writable path or a reachable database with --db"
             ) from None
         try:
-            self._ensure_schema()
+            self._ensure_schema(db)
         except LatkitError:
-            self._db.close()
+            db.close()
             raise
-        except (*self._db.errors, OSError) as exc:
-            self._db.close()
+        except (*db.errors, OSError) as exc:
+            db.close()
             raise LatkitError(
                 f"{self.path}: cannot open the measurement store for writing ({_one_line(exc)}); "
                 "choose a writable path with --db"
             ) from None
+        return db
+
+    def create(self) -> None:
+        """Create the SQLite file now rather than on the first write: before several processes
+        start writing into one new store at once."""
+        if self._unwritten:
+            stand_in, self._db = self._db, self._connect(stand_in=False)
+            self._unwritten = False
+            stand_in.close()
+
+    def _live(self, writing: bool) -> _Backend:
+        """The backend to use now: the real file once it is written to, or once another process
+        has created it (so its rows are seen)."""
+        if self._unwritten and (writing or Path(self.location).exists()):
+            self.create()
+        return self._db
 
     @property
     def is_file(self) -> bool:
         """Whether the store is a local SQLite file (its folder can hold raw tool output)."""
         return isinstance(self.path, Path)
 
-    def _version(self) -> int | None:
-        if not self._db.has_table("schema_version"):
+    @staticmethod
+    def _version(db: _Backend) -> int | None:
+        if not db.has_table("schema_version"):
             return None
-        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        row = db.execute("SELECT version FROM schema_version").fetchone()
         return None if row is None else int(row[0])
 
-    def _ensure_schema(self) -> None:
-        """Create the tables, or bring a version 1 store up to date; a store that is already
-        current is only read, so a read-only store opens for reading."""
-        if self._version() == SCHEMA_VERSION:
+    def _ensure_schema(self, db: _Backend) -> None:
+        """Create the tables, or bring an older store up to date by adding the columns it lacks
+        (version 1: the statistics' provenance; version 2: the machine's load, unknown for
+        old rows); a store that is already current is only read, so a read-only store opens
+        for reading."""
+        if self._version(db) == SCHEMA_VERSION:
             return
-        with self._db.transaction():
-            self._db.lock_schema()
-            version = self._version()
+        with db.transaction():
+            db.lock_schema()
+            version = self._version(db)
             if version is not None and version > SCHEMA_VERSION:
                 raise LatkitError(
                     f"{self.path}: store schema version {version}, this latkit reads "
@@ -292,22 +357,20 @@ class MeasurementStore:
                 )
             if version == SCHEMA_VERSION:
                 return
-            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             for table, (columns, key) in TABLES.items():
                 body = ", ".join(f"{name} {kind}" for name, kind in columns)
-                self._db.execute(
+                db.execute(
                     f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(key)}))"
                 )
-                present = {
-                    d[0] for d in self._db.execute(f"SELECT * FROM {table} LIMIT 0").description
-                }
+                present = {d[0] for d in db.execute(f"SELECT * FROM {table} LIMIT 0").description}
                 for name, kind in columns:
                     if name not in present:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
                 if version == 1 and table != "devices":
-                    self._db.execute(_V1_EXACT.format(table=table))
-            self._db.execute("DELETE FROM schema_version")
-            self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                    db.execute(_V1_EXACT.format(table=table))
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         self._db.close()
@@ -320,10 +383,11 @@ class MeasurementStore:
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[Sequence]]:
         """(column names, rows) of a read; a database failure is one line naming the store."""
+        db = self._live(writing=False)
         try:
-            cursor = self._db.execute(sql, params)
+            cursor = db.execute(sql, params)
             return [d[0] for d in cursor.description], cursor.fetchall()
-        except self._db.errors as exc:
+        except db.errors as exc:
             raise LatkitError(
                 f"{self.path}: cannot read the measurement store ({_one_line(exc)})"
             ) from None
@@ -343,10 +407,11 @@ class MeasurementStore:
 
     def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement in its own transaction; returns the rows it touched."""
+        db = self._live(writing=True)
         try:
-            with self._db.transaction():
-                return self._db.execute(sql, params).rowcount
-        except self._db.errors as exc:
+            with db.transaction():
+                return db.execute(sql, params).rowcount
+        except db.errors as exc:
             raise LatkitError(
                 f"{self.path}: cannot write the measurement store ({_one_line(exc)})"
             ) from None
@@ -448,6 +513,9 @@ class MeasurementStore:
         temperature_c: float | None = None,
         origin: str = "measured",
     ) -> None:
+        """Insert a network's timing, or update the statistics of one already stored. Its
+        `origin` stays what it was first timed for: a network `validate` judged F on and a
+        search later re-timed must stay out of `fit`, whatever timed it last."""
         row = {
             "device": device,
             "arch_id": arch_id(ops),
@@ -460,12 +528,23 @@ class MeasurementStore:
             "measured_at": time.time(),
         }
         key = TABLES["networks"][1]
-        self._write(_upsert("networks", list(row), key), list(row.values()))
+        kept = (*key, "origin")
+        update = ", ".join(f"{c} = excluded.{c}" for c in row if c not in kept)
+        self._write(_upsert("networks", list(row), key, update), list(row.values()))
+
+    def network_origin(self, device: str, ops: tuple[OpSpec, ...], env_id: str) -> str | None:
+        """What the stored timing of these ops was first taken for (`validate`, `calibrate`,
+        `search`, ...), or None when the store holds none in this environment."""
+        _, rows = self._query(
+            "SELECT origin FROM networks WHERE device = ? AND arch_id = ? AND env_id = ?",
+            (device, arch_id(ops), env_id),
+        )
+        return rows[0][0] if rows else None
 
     def network_stats(self, device: str, ops: tuple[OpSpec, ...], env_id: str) -> Stats | None:
         columns, rows = self._query(
-            f"SELECT {', '.join(STAT_FIELDS)} FROM networks WHERE device = ? AND arch_id = ? "
-            "AND env_id = ?",
+            f"SELECT {', '.join((*STAT_FIELDS, *LOAD_FIELDS))} FROM networks "
+            "WHERE device = ? AND arch_id = ? AND env_id = ?",
             (device, arch_id(ops), env_id),
         )
         return Stats.from_row(dict(zip(columns, rows[0]))) if rows else None
@@ -480,5 +559,5 @@ class MeasurementStore:
 
 def read_measurements(db: str | Path, device: str | None = None) -> pd.DataFrame:
     """The rows `latkit measurements --csv` writes, as a DataFrame: `read_measurements(db, dev)`."""
-    with MeasurementStore(db) as store:
+    with MeasurementStore(db, lazy=True) as store:
         return store.dataframe(device)

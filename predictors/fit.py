@@ -8,10 +8,9 @@ every row in its table.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import pandas as pd
 from latkit import metrics
 from latkit.errors import LatkitError
 from latkit.ops import OP_FIELDS, OpSpec, from_key
-from latkit.predictors.intervals import conformal_halfwidth, cross_validated_residuals
 from latkit.predictors.models import make_model
-from latkit.predictors.predictor import DEFAULT_FAMILIES, LatencyPredictor
+from latkit.predictors.predictor import LatencyPredictor
+from latkit.predictors.selection import registered_families
 from latkit.store import MeasurementStore
 
 DATA_DIR = Path("data")
@@ -50,8 +49,9 @@ class FitReport:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "test": self.test,
+            "networks": self.predictor.meta.get("network_cv", {}),
             "family": self.predictor.meta.get("family"),
-            "overhead_ms": self.predictor.overhead_ms,
+            "network_terms": asdict(self.predictor.terms),
             "comparison": self.comparison,
             "path": str(self.path),
         }
@@ -103,8 +103,8 @@ def latest_env_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["env_id"] == latest]
 
 
-def op_rows(store: MeasurementStore, device: str) -> tuple[list[OpSpec], np.ndarray, dict]:
-    """(ops, median latencies, environment columns) of the device's latest environment."""
+def op_frame(store: MeasurementStore, device: str) -> pd.DataFrame:
+    """The device's non-zero op rows of its latest environment; an error says how to make some."""
     frame = store.dataframe(device)
     if frame.empty:
         raise LatkitError(
@@ -113,10 +113,20 @@ def op_rows(store: MeasurementStore, device: str) -> tuple[list[OpSpec], np.ndar
             "(or `latkit import-lut` / `latkit import-measurements`) first"
         )
     rows = latest_env_rows(frame)
-    rows = rows[rows["type"] != "zero"]
+    return rows[rows["type"] != "zero"]
+
+
+def env_of(rows: pd.DataFrame) -> dict[str, Any]:
+    """The environment columns a predictor's meta records, from its op rows."""
     env = {k: _plain(rows[k].iloc[-1]) for k in ENV_META}
     env["batch"] = int(rows["batch"].iloc[-1])
-    return ops_of(rows), rows["median_ms"].to_numpy(dtype=float), env
+    return env
+
+
+def op_rows(store: MeasurementStore, device: str) -> tuple[list[OpSpec], np.ndarray, dict]:
+    """(ops, median latencies, environment columns) of the device's latest environment."""
+    rows = op_frame(store, device)
+    return ops_of(rows), rows["median_ms"].to_numpy(dtype=float), env_of(rows)
 
 
 def _plain(value: Any) -> Any:
@@ -162,18 +172,25 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 def held_out(
-    ops: Sequence[OpSpec], y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+    ops: Sequence[OpSpec],
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    unstable: np.ndarray | None = None,
 ) -> tuple[LatencyPredictor, dict[str, float], dict[str, dict[str, float]]]:
     """(F fitted on the training rows, its test metrics with interval coverage, the selection
     scores and test metrics of every family alone and of `auto`). Test rows are predicted by the
     models alone: a table hit would make them trivially exact."""
     train_ops, test_ops = [ops[i] for i in train], [ops[i] for i in test]
-    trained = LatencyPredictor(seed=seed).fit(train_ops, y[train])
-    comparison = {family: dict(trained.comparison_.get(family, {})) for family in DEFAULT_FAMILIES}
+    flags = None if unstable is None else unstable[train]
+    trained = LatencyPredictor(seed=seed).fit(train_ops, y[train], flags)
+    families = registered_families()
+    comparison = {family: dict(trained.comparison_.get(family, {})) for family in families}
     comparison["auto"] = {}
     if len(test) == 0:
         return trained, {}, comparison
-    for family in DEFAULT_FAMILIES:
+    for family in families:
         model = make_model(family, seed).fit(train_ops, y[train])
         comparison[family].update(metrics.report(model.predict(test_ops), y[test]))
     low, high = trained.predict_interval(test_ops)
@@ -181,24 +198,6 @@ def held_out(
     test_metrics["coverage"] = metrics.coverage(low, high, y[test])
     comparison["auto"] = dict(test_metrics)
     return trained, test_metrics, comparison
-
-
-def calibrate_overhead_interval(
-    predictor: LatencyPredictor, networks: Sequence[tuple[Sequence[OpSpec], float]], seed: int
-) -> None:
-    """Give an op-fitted predictor a network interval from whole networks it was not told
-    about: each fold's networks predicted with the overhead fitted on the others. Kept only when
-    there are enough networks for a finite interval."""
-
-    def refit(train: list) -> LatencyPredictor:
-        clone = copy.copy(predictor)
-        clone.meta = dict(predictor.meta)
-        clone.fit_overhead(train)
-        return clone
-
-    residuals = cross_validated_residuals(networks, refit, seed)
-    if np.isfinite(conformal_halfwidth(residuals, predictor.level)):
-        predictor.calibrate_networks(residuals)
 
 
 def fit_device(
@@ -213,15 +212,17 @@ def fit_device(
 
     When the store also holds whole-network timings of the same environment (the calibration
     networks `latkit profile` times, the searches' results; never `validate`'s), the network
-    terms are fitted from them, and the network interval calibrated on them; otherwise they are 0.
+    terms are fitted from them per space (`LatencyPredictor.fit_network_terms`), and the network
+    interval calibrated on them; otherwise a network is the sum of its ops.
     """
-    ops, y, env = op_rows(store, device)
+    rows = op_frame(store, device)
+    ops, y, env = ops_of(rows), rows["median_ms"].to_numpy(dtype=float), env_of(rows)
+    unstable = rows["unstable"].fillna(0).to_numpy(dtype=bool)
     train, test = split_indices(len(ops), test_fraction, seed)
-    _, test_metrics, comparison = held_out(ops, y, train, test, seed)
-    predictor = LatencyPredictor(seed=seed, device=device).fit(ops, y)
+    _, test_metrics, comparison = held_out(ops, y, train, test, seed, unstable)
+    predictor = LatencyPredictor(seed=seed, device=device).fit(ops, y, unstable)
     networks = stored_networks(store, device, env["env_id"])
-    predictor.fit_overhead(networks)
-    calibrate_overhead_interval(predictor, networks, seed)
+    predictor.fit_network_terms(networks, seed)
     predictor.stamp(**env, source="ops", n_ops=len(ops))
     path = predictor.save(predictor_path(device, data_dir))
     return FitReport(predictor, len(train), len(test), test_metrics, path, comparison)

@@ -59,7 +59,12 @@ class Model(ABC):
 
 
 class Family(Model):
-    """A model family that is fitted on op rows: the candidates `auto` compares."""
+    """A model family that is fitted on op rows: the candidates `auto` compares.
+
+    `extrapolates` is false for a family that is flat outside its training range (trees): it
+    never answers for ops outside the fitted range."""
+
+    extrapolates: ClassVar[bool] = True
 
     @abstractmethod
     def fit(self, ops: Sequence[OpSpec], latencies_ms: Sequence[float]) -> Family: ...
@@ -325,6 +330,7 @@ class GbdtModel(Family):
     """Gradient boosting on log latency from the op descriptors."""
 
     name = "gbdt"
+    extrapolates = False
 
     def __init__(self, seed: int = 0, n_estimators: int = 300, depth: int = 3) -> None:
         self.seed, self.n_estimators, self.depth = seed, n_estimators, depth

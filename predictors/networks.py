@@ -27,14 +27,11 @@ from latkit.ops import OpSpec, from_key
 from latkit.predictors.features import COMPONENTS, components
 from latkit.predictors.fit import ENV_META, split_indices
 from latkit.predictors.intervals import cross_validated_residuals
-from latkit.predictors.models import FLOOR_MS, AdditiveModel, Model, register, relative_lsq
+from latkit.predictors.models import AdditiveModel, Model, register, relative_lsq
+from latkit.predictors.network_terms import HUBER_K, ROBUST_STEPS, pick_ridge
 from latkit.predictors.predictor import LatencyPredictor
 
 NetworkSample = tuple[Sequence[OpSpec], float]
-RIDGES: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0)
-#: Huber's constant (95% efficiency on clean data) and the reweighting steps
-HUBER_K = 1.345
-ROBUST_STEPS = 8
 
 
 @register
@@ -165,37 +162,13 @@ class _Design:
         return w
 
 
-def _pick_ridge(design: _Design, x: np.ndarray, y: np.ndarray, seed: int) -> float:
-    """The strongest ridge whose 5-fold error is within one standard error of the best (the
-    "one-SE rule": with few networks, stay close to the prior unless the data clearly say
-    otherwise). Errors are relative and clipped at 3 robust deviations, so networks timed
-    under background load cannot decide it."""
-    if len(y) < 10:
-        return RIDGES[-1]
-    folds = np.array_split(np.random.default_rng(seed).permutation(len(y)), 5)
-    errors = []
-    for ridge in RIDGES:
-        guess = np.zeros(len(y))
-        for test in folds:
-            train = np.setdiff1d(np.arange(len(y)), test)
-            guess[test] = x[test] @ design.solve(x[train], y[train], ridge)
-        errors.append(np.abs(np.maximum(guess, FLOOR_MS) - y) / y)
-    pooled = np.concatenate(errors)
-    clip = np.median(pooled) + 3 * 1.4826 * np.median(np.abs(pooled - np.median(pooled)))
-    clipped = [np.minimum(e, clip) for e in errors]
-    means = np.array([e.mean() for e in clipped])
-    best = int(np.argmin(means))
-    limit = means[best] + clipped[best].std(ddof=1) / np.sqrt(len(y))
-    return max(r for r, m in zip(RIDGES, means) if m <= limit)
-
-
 def _fit(
     samples: Sequence[NetworkSample], base: LatencyPredictor | None, seed: int
 ) -> LatencyPredictor:
     design = _Design(base)
     x = design.rows(samples)
     y = np.array([latency for _, latency in samples], dtype=float)
-    ridge = _pick_ridge(design, x, y, seed)
+    ridge = pick_ridge(x, y, seed, design.solve)
     w = design.solve(x, y, ridge)
     if base is None:
         model: Model = AdditiveModel.from_weights(w[:-1], ridge)

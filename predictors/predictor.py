@@ -10,6 +10,7 @@ never unpickles anything.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import warnings
@@ -20,22 +21,31 @@ from typing import Any
 
 import numpy as np
 
+from latkit import metrics
 from latkit.errors import LatkitError
 from latkit.files import read_json, write_atomic
 from latkit.ops import OpSpec
 from latkit.predictors.intervals import LEVEL, Interval
 from latkit.predictors.models import Model, make_model, model_from_state
-from latkit.predictors.selection import OpRange, select
+from latkit.predictors.network_terms import (
+    FEATURES,
+    CVPlusInterval,
+    NetworkGroup,
+    NetworkTerms,
+    cv_plus,
+    fit_terms,
+    group_key,
+    network_row,
+    op_features,
+)
+from latkit.predictors.selection import MIN_ROWS_TO_SELECT, OpRange, select
 
 FORMAT = "latkit-predictor"
-FORMAT_VERSION = 2
-DEFAULT_FAMILIES: tuple[str, ...] = ("additive", "loglinear", "gbdt", "hybrid")
+FORMAT_VERSION = 3
 #: where an op's latency came from, in `LatencyPredictor.explain`
 SOURCES = ("table", "model", "model, outside the fitted range", "zero")
-#: networks nearest a search's target that set the overhead for it (`fit_overhead(near_ms=)`)
-LOCAL_NETWORKS = 3
-#: networks whose op sums are within this factor are compared for the per-op cost
-COMPARABLE = 2.0
+#: fewer whole networks than this move only the overhead: too few to tell the terms apart
+MIN_NETWORKS = 3
 
 
 class PredictorMismatchWarning(UserWarning):
@@ -75,33 +85,74 @@ def _repeat_residuals(rows: dict[OpSpec, list[float]]) -> np.ndarray:
     return np.array(out)
 
 
+def _table_rows(
+    ops: Sequence[OpSpec], latencies_ms: Sequence[float], unstable: Sequence[bool] | None
+) -> tuple[dict[OpSpec, list[float]], set[OpSpec]]:
+    """Each non-zero op's latencies, and the ops whose every row is flagged unstable."""
+    ops, y = list(ops), np.asarray(latencies_ms, dtype=float)
+    flags = [False] * len(ops) if unstable is None else [bool(f) for f in unstable]
+    if not len(ops) == len(y) == len(flags):
+        raise LatkitError(f"fit got {len(ops)} ops, {len(y)} latencies and {len(flags)} flags")
+    rows: dict[OpSpec, list[float]] = {}
+    stable: set[OpSpec] = set()
+    for op, value, flag in zip(ops, y, flags):
+        if op.type == "zero":
+            continue
+        if not np.isfinite(value) or value <= 0:
+            raise LatkitError(f"latency of {op.key} must be a positive number, got {value}")
+        rows.setdefault(op, []).append(float(value))
+        if not flag:
+            stable.add(op)
+    if not rows:
+        raise LatkitError("fit needs at least one measured non-zero op")
+    return rows, set(rows) - stable
+
+
+def _network_interval(state: dict[str, Any] | None) -> Interval | CVPlusInterval | None:
+    if state is None:
+        return None
+    return (
+        CVPlusInterval.from_state(state)
+        if state.get("kind") == "cv+"
+        else Interval.from_state(state)
+    )
+
+
 class LatencyPredictor:
     """F(op) -> ms for one device. Estimator-style: the constructor only stores its parameters.
 
     Parameters:
         family: a model family name (see `predictors.models.MODELS`), or "auto" to keep, among
             `families`, the best on random folds for ops inside the fitted range and the best
-            with the widest ops held out for ops outside it.
-        families: the families "auto" compares.
+            along the extrapolation axes for ops outside it (`predictors.selection`).
+        families: the families "auto" compares; empty: every registered family.
         seed: seeds the selection splits and the tree ensembles.
         device: the device name this predictor is for.
         meta: where its data came from (runtime, runtime_version, batch, env_id, ...).
-        overhead_ms: per-network time beyond the sum of its ops (e.g. input copies, cache misses).
+        overhead_ms: per-network time beyond its ops (e.g. input copies).
         per_op_ms: time each op's isolated timing includes but a whole network pays only once
             (the runtime's per-call cost); subtracted from every non-zero op inside a network.
+        scale: what an op's isolated time is multiplied by inside a network (caches no
+            longer warm from its own previous call).
+        per_mb_ms: time per megabyte of activations and weights an op moves inside a network.
         level: the nominal coverage of its prediction intervals.
+
+    The four network terms are `predictors.network_terms.NetworkTerms`; `fit_overhead` fits
+    them on whole-network timings.
     """
 
     def __init__(
         self,
         family: str = "auto",
-        families: Sequence[str] = DEFAULT_FAMILIES,
+        families: Sequence[str] = (),
         seed: int = 0,
         device: str = "",
         meta: dict[str, Any] | None = None,
         overhead_ms: float = 0.0,
         per_op_ms: float = 0.0,
         level: float = LEVEL,
+        scale: float = 1.0,
+        per_mb_ms: float = 0.0,
     ) -> None:
         self.family = family
         self.families = tuple(families)
@@ -111,39 +162,42 @@ class LatencyPredictor:
         self.overhead_ms = float(overhead_ms)
         self.per_op_ms = float(per_op_ms)
         self.level = float(level)
+        self.scale = float(scale)
+        self.per_mb_ms = float(per_mb_ms)
         self._cache: dict[OpSpec, tuple[float, float, float, str]] = {}
 
     # --- fitting ----------------------------------------------------------------------------------
 
-    def fit(self, ops: Sequence[OpSpec], latencies_ms: Sequence[float]) -> LatencyPredictor:
+    def fit(
+        self,
+        ops: Sequence[OpSpec],
+        latencies_ms: Sequence[float],
+        unstable: Sequence[bool] | None = None,
+    ) -> LatencyPredictor:
         """Table every (op, latency) row, select and fit the model families on them, and
-        calibrate the op intervals on the selection's held-out residuals.
+        calibrate the op intervals on the selection's honest held-out residuals.
 
         Rows of the same op are merged by their median; zero ops are skipped (they cost 0).
+        Ops whose every row is flagged `unstable` (rounds that still disagreed after retries)
+        are tabled, since their pooled median is still the best number for them, but left out
+        of the model and of its intervals while `MIN_ROWS_TO_SELECT` stable ops remain: one
+        noisy row would pull the model for every op and widen every interval.
         """
-        ops, y = list(ops), np.asarray(latencies_ms, dtype=float)
-        if len(ops) != len(y):
-            raise LatkitError(f"fit got {len(ops)} ops but {len(y)} latencies")
-        rows: dict[OpSpec, list[float]] = {}
-        for op, value in zip(ops, y):
-            if op.type == "zero":
-                continue
-            if not np.isfinite(value) or value <= 0:
-                raise LatkitError(f"latency of {op.key} must be a positive number, got {value}")
-            rows.setdefault(op, []).append(float(value))
-        if not rows:
-            raise LatkitError("fit needs at least one measured non-zero op")
+        rows, shaky = _table_rows(ops, latencies_ms, unstable)
         self.table_ = {op: float(np.median(values)) for op, values in rows.items()}
-        table_ops, table_y = list(self.table_), np.array(list(self.table_.values()))
-        families = self.families if self.family == "auto" else (self.family,)
-        self.selection_ = select(table_ops, table_y, families, self.seed)
+        modelled = [op for op in self.table_ if op not in shaky]
+        if len(modelled) < MIN_ROWS_TO_SELECT:
+            modelled = list(self.table_)
+        model_y = np.array([self.table_[op] for op in modelled])
+        families = None if self.family == "auto" else (self.family,)
+        self.selection_ = select(modelled, model_y, families or self.families, self.seed)
         self.comparison_ = self.selection_.scores
         chosen, extrap = self.selection_.family, self.selection_.extrap_family
-        self.model_ = make_model(chosen, self.seed).fit(table_ops, table_y)
+        self.model_ = make_model(chosen, self.seed).fit(modelled, model_y)
         self.extrap_model_ = (
-            None if extrap == chosen else make_model(extrap, self.seed).fit(table_ops, table_y)
+            None if extrap == chosen else make_model(extrap, self.seed).fit(modelled, model_y)
         )
-        self.range_ = OpRange.of(table_ops)
+        self.range_ = OpRange.of(modelled)
         self.op_interval_ = Interval.calibrate(self.selection_.residuals, "ops", self.level)
         self.extrap_interval_ = Interval.calibrate(
             self.selection_.extrap_residuals, "ops outside the fitted range", self.level
@@ -151,8 +205,8 @@ class LatencyPredictor:
         repeats = Interval.calibrate(_repeat_residuals(rows), "repeated measurements", self.level)
         self.table_interval_ = repeats if repeats.finite else self.op_interval_
         self.network_interval_ = None
-        self.meta["family"] = chosen
-        self.meta["extrapolation_family"] = extrap
+        self.groups_: dict[str, NetworkGroup] = {}
+        self.meta.update(family=chosen, extrapolation_family=extrap, unstable_ops=len(shaky))
         self._cache = {}
         return self
 
@@ -172,6 +226,7 @@ class LatencyPredictor:
         self.op_interval_ = self.extrap_interval_ = Interval(np.inf, 0, "ops", self.level)
         self.table_interval_ = self.op_interval_
         self.network_interval_ = network_interval
+        self.groups_ = {}
         self.meta["family"] = model.name
         self.meta.pop("extrapolation_family", None)
         self._cache = {}
@@ -242,84 +297,154 @@ class LatencyPredictor:
         """Each op's answer and where it came from (see `SOURCES`)."""
         return [OpAnswer(op, *answer) for op, answer in zip(ops, self._answers(ops))]
 
+    @property
+    def terms(self) -> NetworkTerms:
+        """The network terms (what a network pays beyond its ops), as one value."""
+        return NetworkTerms(self.scale, self.per_op_ms, self.per_mb_ms, self.overhead_ms)
+
+    def _set_terms(self, terms: NetworkTerms) -> None:
+        self.scale, self.per_op_ms = terms.scale, terms.per_op_ms
+        self.per_mb_ms, self.overhead_ms = terms.per_mb_ms, terms.overhead_ms
+
     def contribution(self, ops: Sequence[OpSpec]) -> np.ndarray:
-        """What each op adds to a whole network: F(op) less the per-call cost paid once per
-        network (0 for zero ops). The search's E[LAT] sums these."""
-        values = self.predict(ops)
-        timed = np.array([op.type != "zero" for op in ops], dtype=bool)
-        return np.where(timed, values - self.per_op_ms, 0.0)
+        """What each op adds to a whole network: scale * F(op) less the per-call cost paid once
+        per network, plus the cost of the bytes it moves (0 for zero ops). The search's E[LAT]
+        sums these, plus `overhead_ms`."""
+        ops = list(ops)
+        return op_features(ops, self.predict(ops)) @ self.terms.coef
+
+    def _row(self, ops: Sequence[OpSpec]) -> np.ndarray:
+        ops = list(ops)
+        return network_row(ops, self.predict(ops))
+
+    def group_of(self, ops: Sequence[OpSpec]) -> NetworkGroup | None:
+        """The network group (one space's terms) that prices `ops`: its own, else the nearest
+        (same input size, then nearest op sum); None when no group was fitted."""
+        groups = getattr(self, "groups_", {})
+        if not groups:
+            return None
+        ops = list(ops)
+        own = groups.get(group_key(ops))
+        if own is not None:
+            return own
+        op_sum = float(self.predict(ops).sum())
+        return min(groups.values(), key=lambda g: g.distance(ops, op_sum))
+
+    def for_network(self, ops: Sequence[OpSpec]) -> LatencyPredictor:
+        """A copy whose network terms and interval are those of the group `ops` belongs to,
+        and no other group: what a search over one space refits and differentiates."""
+        group = self.group_of(ops)
+        clone = copy.copy(self)
+        clone.meta = dict(self.meta)
+        clone._cache = {}
+        if group is not None:
+            clone._set_terms(group.terms)
+            clone.network_interval_ = group.interval
+            clone.groups_ = {}
+            clone.meta["network_group"] = group.key
+        return clone
 
     def predict_network(self, ops: Sequence[OpSpec]) -> float:
-        """A whole network's latency: the sum of its ops' contributions plus the overhead."""
-        return float(self.contribution(ops).sum() + self.overhead_ms)
+        """A whole network's latency: the sum of its ops' contributions plus the overhead,
+        under its group's network terms (`group_of`) where groups were fitted."""
+        group = self.group_of(ops)
+        terms = self.terms if group is None else group.terms
+        return float(terms.predict(self._row(ops)))
 
     def network_answer(self, ops: Sequence[OpSpec]) -> NetworkAnswer:
-        """A whole network's latency with its interval: calibrated on held-out networks when
-        the predictor has them, else the ops' intervals added up (as if every op erred the same
-        way: wide, and blind to what only whole networks show)."""
+        """A whole network's latency with its interval: CV+ on held-out calibration networks
+        of its group (or residuals of held-out networks) when the predictor has them, else the
+        ops' intervals added up (as if every op erred the same way: wide, and blind to what
+        only whole networks show)."""
         predicted = self.predict_network(ops)
-        if self.network_interval_ is not None:
-            low, high = self.network_interval_.bounds(predicted)
+        group = self.group_of(ops)
+        interval = self.network_interval_ if group is None else group.interval
+        if isinstance(interval, CVPlusInterval):
+            low, high = interval.bounds(self._row(ops))
+            return NetworkAnswer(predicted, low, high, self.level, "networks (CV+)")
+        if interval is not None:
+            low, high = interval.bounds(predicted)
             return NetworkAnswer(predicted, float(low), float(high), self.level, "networks")
-        low, high = self.predict_interval(ops)
-        timed = np.array([op.type != "zero" for op in ops], dtype=bool)
-        shift = self.per_op_ms * timed.sum() - self.overhead_ms
-        return NetworkAnswer(
-            predicted, float(low.sum() - shift), float(high.sum() - shift), self.level, "ops"
+        ops = list(ops)
+        low, high = (
+            float(self.terms.predict(network_row(ops, v))) for v in self.predict_interval(ops)
         )
+        return NetworkAnswer(predicted, low, high, self.level, "ops")
 
     def is_measured(self, op: OpSpec) -> bool:
         """Whether `op` is answered from the table rather than the model."""
         self._fitted()
         return op in self.table_
 
+    def _network_design(
+        self, samples: Sequence[tuple[Sequence[OpSpec], float]]
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """(feature rows, measured ms, the largest per-call cost that keeps every op's
+        contribution >= 0: the smallest F of any tabled or sampled op)."""
+        x = np.array([self._row(ops) for ops, _ in samples]).reshape(len(samples), len(FEATURES))
+        y = np.array([float(latency) for _, latency in samples])
+        timed = [op for ops, _ in samples for op in ops if op.type != "zero"]
+        known = [*getattr(self, "table_", {}), *timed]
+        cap = float(self.predict(known).min()) if known else np.inf
+        return x, y, cap
+
     def fit_overhead(
-        self, samples: Sequence[tuple[Sequence[OpSpec], float]], near_ms: float | None = None
+        self,
+        samples: Sequence[tuple[Sequence[OpSpec], float]],
+        near_ms: float | None = None,
+        seed: int | None = None,
     ) -> float:
-        """Fit gap = overhead - per_op * (non-zero ops) over whole networks, where gap is
-        measured minus the sum of F.
+        """Fit the network terms (`predictors.network_terms`) on whole networks (ops, measured
+        ms), and return the overhead.
 
-        Each op timed alone pays the runtime's per-call cost once, a network pays it once in
-        all, so networks with fewer ops (more zero ops) sit higher above their op sum. per_op is
-        the Theil-Sen slope (median of pairwise slopes), so a network timed during a burst of
-        background load moves neither number, over pairs of networks of comparable size (op sums
-        within a factor `COMPARABLE`), so that F's relative error on networks of another size
-        (another space) is not taken for a per-op cost. It is bounded above by the smallest F of
-        any op in the table or the networks, so that no op's contribution is negative; with
-        fewer than 3 networks or no such pair it stays as it was (0 for a new predictor). The
-        overhead is the median of gap + per_op * ops (`fit_level`), over every network, or with
-        `near_ms` over the `LOCAL_NETWORKS` that F (with its overhead so far) predicts nearest
-        it: a search asks F about networks predicted at about its target (the ones it derived
-        and timed among them), and there the local level is what counts.
+        With `near_ms`, the overhead is the level of the networks F predicts near it (a search
+        asks F about networks at its target). With fewer than `MIN_NETWORKS` networks only
+        the overhead moves: the median of measured minus the other terms (0 without any).
         """
-        sums = np.array([float(self.predict(ops).sum()) for ops, _ in samples])
-        gaps = np.array([latency for _, latency in samples]) - sums
-        counts = np.array([sum(op.type != "zero" for op in ops) for ops, _ in samples])
-        i, j = np.triu_indices(len(gaps), k=1)
-        pairs = (counts[i] != counts[j]) & (
-            np.maximum(sums[i], sums[j]) <= COMPARABLE * np.minimum(sums[i], sums[j])
-        )
-        if len(gaps) >= 3 and pairs.any():
-            i, j = i[pairs], j[pairs]
-            slope = float(np.median((gaps[j] - gaps[i]) / (counts[j] - counts[i])))
-            timed = [op for ops, _ in samples for op in ops if op.type != "zero"]
-            smallest = float(self.predict([*getattr(self, "table_", {}), *timed]).min())
-            self.per_op_ms = min(-slope, smallest)
-        self.meta["overhead_networks"] = len(gaps)
-        if near_ms is not None and len(samples) > LOCAL_NETWORKS:
-            predicted = np.array([self.predict_network(ops) for ops, _ in samples])
-            nearest = np.argsort(np.abs(predicted - near_ms))[:LOCAL_NETWORKS]
-            samples = [samples[k] for k in nearest]
-        return self.fit_level(samples)
-
-    def fit_level(self, samples: Sequence[tuple[Sequence[OpSpec], float]]) -> float:
-        """Set the overhead alone, per_op kept: the median over `samples` of measured minus the
-        ops' contributions (0 without samples). `fit_overhead` ends here; a search calls it on
-        its own timings of the networks it derived, all predicted at its target, which say best
-        what the networks it derives next will pay."""
-        levels = [latency - float(self.contribution(ops).sum()) for ops, latency in samples]
-        self.overhead_ms = float(np.median(levels)) if levels else 0.0
+        self.meta["overhead_networks"] = len(samples)
+        if len(samples) < MIN_NETWORKS:
+            levels = [latency - float(self.contribution(ops).sum()) for ops, latency in samples]
+            self.overhead_ms = float(np.median(levels)) if levels else 0.0
+            return self.overhead_ms
+        x, y, cap = self._network_design(samples)
+        seed = self.seed if seed is None else seed
+        terms, ridge = fit_terms(x, y, seed=seed, cap_per_op=cap, near_ms=near_ms)
+        self._set_terms(terms)
+        self.meta["network_ridge"] = ridge
         return self.overhead_ms
+
+    def fit_network_terms(
+        self, samples: Sequence[tuple[Sequence[OpSpec], float]], seed: int | None = None
+    ) -> dict[str, dict[str, float]]:
+        """Network terms per group of networks (`group_key`: one space's networks), each with
+        its CV+ interval (every network predicted by terms fitted, ridge chosen, without it):
+        one space's networks never price another's. Groups of fewer than `MIN_NETWORKS` are
+        left out (their networks take the nearest group's terms). The attributes' terms are
+        fitted on all networks, for networks when no group was. Returns each group's held-out
+        accuracy, also kept in `meta["network_cv"]`."""
+        seed = self.seed if seed is None else seed
+        self.fit_overhead(samples, seed=seed)
+        by_key: dict[str, list[tuple[Sequence[OpSpec], float]]] = {}
+        for ops, latency in samples:
+            by_key.setdefault(group_key(list(ops)), []).append((ops, latency))
+        self.groups_ = {}
+        for key, members in by_key.items():
+            if len(members) >= MIN_NETWORKS:
+                self.groups_[key] = self._fit_group(key, members, seed)
+        self.network_interval_ = None
+        self.meta["network_cv"] = {
+            k: {"n": len(by_key[k]), **g.held_out} for k, g in self.groups_.items()
+        }
+        return self.meta["network_cv"]
+
+    def _fit_group(
+        self, key: str, samples: Sequence[tuple[Sequence[OpSpec], float]], seed: int
+    ) -> NetworkGroup:
+        x, y, cap = self._network_design(samples)
+        terms, _ = fit_terms(x, y, seed=seed, cap_per_op=cap)
+        interval, guesses = cv_plus(x, y, self.level, seed=seed, cap_per_op=cap)
+        held = metrics.report(guesses, y)
+        return NetworkGroup(key, terms, interval, float(np.median(x[:, 0])), held)
 
     # --- persistence ------------------------------------------------------------------------------
 
@@ -332,6 +457,8 @@ class LatencyPredictor:
             "device": self.device,
             "overhead_ms": self.overhead_ms,
             "per_op_ms": self.per_op_ms,
+            "scale": self.scale,
+            "per_mb_ms": self.per_mb_ms,
             "meta": self.meta,
             "params": {
                 "family": self.family,
@@ -350,6 +477,7 @@ class LatencyPredictor:
                 "networks": None if network is None else network.to_state(),
             },
             "comparison": self.comparison_,
+            "groups": [g.to_state() for g in getattr(self, "groups_", {}).values()],
         }
 
     @classmethod
@@ -372,6 +500,8 @@ class LatencyPredictor:
                 overhead_ms=state["overhead_ms"],
                 per_op_ms=state["per_op_ms"],
                 level=params["level"],
+                scale=state["scale"],
+                per_mb_ms=state["per_mb_ms"],
             )
             predictor.table_ = {OpSpec.from_dict(op): float(ms) for op, ms in state["table"]}
             predictor.model_ = model_from_state(state["model"])
@@ -382,7 +512,9 @@ class LatencyPredictor:
             predictor.extrap_interval_ = Interval.from_state(intervals["extrap"])
             predictor.table_interval_ = Interval.from_state(intervals["table"])
             network = intervals["networks"]
-            predictor.network_interval_ = None if network is None else Interval.from_state(network)
+            predictor.network_interval_ = _network_interval(network)
+            groups = [NetworkGroup.from_state(g) for g in state["groups"]]
+            predictor.groups_ = {g.key: g for g in groups}
             predictor.comparison_ = state.get("comparison", {})
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise LatkitError(f"{source}: damaged predictor file ({exc!r}); refit it") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from latkit.devices import DeviceConfig
 from latkit.ops import OpSpec
+from latkit.profilers.load import Load
 from latkit.profilers.timing import Clock, HostClock, Outcome, Runner, measure_interleaved
 from latkit.records import Environment, Stats
 from latkit.reporting import Reporter, SilentReporter
@@ -63,6 +64,8 @@ class Profiler(ABC):
 
     #: what results are labelled with when they are not from the named hardware
     label: str = ""
+    #: whether the last timed stretch whose load was known found the machine contended
+    contended: bool = False
 
     def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
         self.device = device
@@ -91,6 +94,19 @@ class Profiler(ABC):
     def measure_network(self, network: Network) -> MeasuredOp:
         """Time a whole network end to end."""
 
+    def watch_load(self, load: Load) -> None:
+        """Say so when contention starts, once, not once per op: the user learns while it
+        happens why rows are flagged, and what to do about it."""
+        if not load.known:
+            return
+        if load.contended and not self.contended:
+            self.options.reporter.note(
+                f"machine busy: {load.describe()}; timings taken now are flagged unstable; "
+                "rerun with --only-unstable when it is quiet",
+                "warning",
+            )
+        self.contended = load.contended
+
     def prepare(self, ops: Sequence[OpSpec]) -> list[OpSpec]:
         """The ops at this device's batch size."""
         return [op.replace(batch=self.device.batch_size) for op in ops]
@@ -106,6 +122,12 @@ class LocalProfiler(Profiler):
     @property
     def clock(self) -> Clock:
         return HostClock()
+
+    @property
+    def pinned(self) -> bool:
+        """Whether timing pins the thread to one core: a single-threaded CPU runtime runs in
+        the timing thread alone (more threads would be squeezed onto the one core)."""
+        return self.device.kind == "cpu" and self.device.threads == 1
 
     @abstractmethod
     def load(self, ops: Sequence[OpSpec]) -> Runner:
@@ -127,7 +149,10 @@ class LocalProfiler(Profiler):
         for start in range(0, len(ops), CHUNK):
             chunk = ops[start : start + CHUNK]
             runners = [self.load([op]) for op in chunk]
-            outcomes = measure_interleaved(runners, self.clock, self.plan, on_op_round=tick)
+            outcomes = measure_interleaved(
+                runners, self.clock, self.plan, on_op_round=tick, pin=self.pinned
+            )
+            self.watch_load(outcomes[0].load)
             for op, outcome in zip(chunk, outcomes):
                 on_measured(MeasuredOp.from_outcome(op, outcome))
             del runners
@@ -135,5 +160,6 @@ class LocalProfiler(Profiler):
     def measure_network(self, network: Network) -> MeasuredOp:
         """Time a whole network end to end with the same loop."""
         ops = self.prepare(network.ops)
-        (outcome,) = measure_interleaved([self.load(ops)], self.clock, self.plan)
+        (outcome,) = measure_interleaved([self.load(ops)], self.clock, self.plan, pin=self.pinned)
+        self.watch_load(outcome.load)
         return MeasuredOp.from_outcome(None, outcome)

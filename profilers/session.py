@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
 from latkit.profilers.base import MeasuredOp, Profiler
+from latkit.profilers.load import contended, core_count
 from latkit.records import Stats
 from latkit.reporting import Reporter
 from latkit.spaces import Network, SearchSpace
@@ -18,9 +20,53 @@ from latkit.store import MeasurementStore
 
 
 @dataclass(frozen=True)
+class RowHealth:
+    """The stored rows of some ops on one device and environment: which are flagged unstable
+    (rounds that still disagreed after every retry, or timed while the machine was contended),
+    which of those were timed while it was busy, and the median CPU time others used meanwhile
+    (NaN where no row knows it)."""
+
+    rows: int = 0
+    unstable: tuple[str, ...] = ()
+    busy: tuple[str, ...] = ()
+    median_busy_cores: float = math.nan
+
+    def describe(self) -> str:
+        """E.g. "3 of 70 rows unstable (2 timed while the machine was busy)"."""
+        text = f"{len(self.unstable)} of {self.rows} rows unstable"
+        if self.busy:
+            text += f" ({len(self.busy)} timed while the machine was busy)"
+        return text
+
+
+def row_health(store: MeasurementStore, device: str, env_id: str, keys: Iterable[str]) -> RowHealth:
+    """What the store holds for `keys` on `device` in environment `env_id` (`RowHealth`).
+    Whether a row was timed on a contended machine is judged with this machine's core count:
+    rows are read back on the host that timed them."""
+    frame = store.dataframe(device, env_id)
+    frame = frame[frame["key"].isin(set(keys))]
+    flagged = frame[frame["unstable"].fillna(False).astype(bool)]
+    cores = core_count()
+    busy = [
+        key
+        for key, busy_cores, steal in zip(flagged["key"], flagged["busy_cores"], flagged["steal"])
+        if contended(busy_cores, steal, cores)
+    ]
+    known = frame["busy_cores"].dropna()
+    return RowHealth(
+        rows=len(frame),
+        unstable=tuple(flagged["key"]),
+        busy=tuple(busy),
+        median_busy_cores=float(known.median()) if len(known) else math.nan,
+    )
+
+
+@dataclass(frozen=True)
 class ProfileSummary:
-    """What one profile of one device did: `unstable` lists the keys of ops measured now whose
-    rounds still disagreed by more than `max_cv` after every retry (stored, and flagged)."""
+    """What one profile of one device did, and what the store now holds for its ops: `unstable`
+    lists the keys of its stored rows flagged unstable (rounds that still disagreed by more than
+    `max_cv` after every retry, or timed while the machine was contended), `busy` those of them
+    timed while it was busy, `rows` how many of its ops the store holds in all."""
 
     device: str
     ops: int
@@ -32,6 +78,13 @@ class ProfileSummary:
     label: str = ""
     unstable: tuple[str, ...] = ()
     retried: int = 0
+    rows: int = 0
+    busy: tuple[str, ...] = ()
+    median_busy_cores: float = math.nan
+
+    def health(self) -> str:
+        """E.g. "3 of 70 rows unstable (2 timed while the machine was busy)"."""
+        return RowHealth(self.rows, self.unstable, self.busy).describe()
 
     def to_json(self) -> dict:
         return {
@@ -42,7 +95,13 @@ class ProfileSummary:
             "skipped": self.skipped,
             "median_cv": self.median_cv,
             "retried": self.retried,
-            "unstable": list(self.unstable),
+            "rows": self.rows,
+            "unstable": len(self.unstable),
+            "busy": len(self.busy),
+            "median_busy_cores": None
+            if math.isnan(self.median_busy_cores)
+            else self.median_busy_cores,
+            "unstable_keys": list(self.unstable),
             "wall_s": self.wall_s,
             "timed_s": self.timed_s,
         }
@@ -54,16 +113,21 @@ def profile_ops(
     store: MeasurementStore,
     *,
     fresh: bool = False,
+    only_unstable: bool = False,
     description: str | None = None,
     reporter: Reporter | None = None,
 ) -> ProfileSummary:
-    """Measure every op of `ops` not yet stored for this device and environment.
+    """Measure every op of `ops` not yet stored for this device and environment; with
+    `only_unstable`, re-measure instead just those whose stored rows are flagged unstable
+    (e.g. timed while the machine was busy), replacing them.
 
     Each finished op is committed in its own transaction before the next is reported, so an
     interruption at any point loses at most the chunk in flight and never duplicates a row.
     Progress goes to `reporter` (default: the profiler's), as one task of `description` (default:
     the device's name and what its numbers are, e.g. an emulated phone's host-CPU numbers).
     """
+    if fresh and only_unstable:
+        raise LatkitError("--only-unstable re-measures stored rows; --fresh deletes them first")
     started = time.perf_counter()
     device = profiler.device
     reporter = reporter or profiler.options.reporter
@@ -72,10 +136,7 @@ def profile_ops(
     ops = profiler.prepare(ops)
     if fresh:
         store.delete(device.name, env.env_id)
-    done = store.measured_keys(device.name, env.env_id)
-    todo = [op for op in dict.fromkeys(ops) if op.key not in done]
-    if len(todo) < len(ops):
-        reporter.note(f"resuming: {len(ops) - len(todo)} of {len(ops)} ops already stored")
+    todo = _todo(store, device.name, env.env_id, ops, only_unstable, reporter)
     label = f" ({profiler.label})" if profiler.label else ""
     advance = reporter.task(description or f"profiling {device.name}{label}", len(todo))
     finished: list[MeasuredOp] = []
@@ -85,6 +146,7 @@ def profile_ops(
         finished.append(result)
 
     profiler.measure(todo, commit, advance)
+    health = row_health(store, device.name, env.env_id, (op.key for op in ops))
     return ProfileSummary(
         device=device.name,
         ops=len(ops),
@@ -94,9 +156,35 @@ def profile_ops(
         wall_s=time.perf_counter() - started,
         timed_s=sum(r.timed_s for r in finished),
         label=profiler.label,
-        unstable=tuple(r.op.key for r in finished if r.op is not None and r.stats.unstable),
+        unstable=health.unstable,
         retried=sum(r.stats.attempts > 1 for r in finished),
+        rows=health.rows,
+        busy=health.busy,
+        median_busy_cores=health.median_busy_cores,
     )
+
+
+def _todo(
+    store: MeasurementStore,
+    device: str,
+    env_id: str,
+    ops: Sequence[OpSpec],
+    only_unstable: bool,
+    reporter: Reporter,
+) -> list[OpSpec]:
+    """The ops to time: those not stored yet, or with `only_unstable` those stored unstable."""
+    distinct = list(dict.fromkeys(ops))
+    if only_unstable:
+        health = row_health(store, device, env_id, (op.key for op in distinct))
+        flagged = set(health.unstable)
+        action = "re-measuring them" if flagged else "nothing to re-measure"
+        reporter.note(f"{health.describe()}; {action}")
+        return [op for op in distinct if op.key in flagged]
+    done = store.measured_keys(device, env_id)
+    todo = [op for op in distinct if op.key not in done]
+    if len(todo) < len(ops):
+        reporter.note(f"resuming: {len(ops) - len(todo)} of {len(ops)} ops already stored")
+    return todo
 
 
 def time_network(
@@ -133,19 +221,19 @@ def time_network(
     return measured.stats
 
 
-#: whole networks a profile times to calibrate F's network terms
-CALIBRATION_NETWORKS = 10
+#: whole networks a profile times to calibrate F's network terms: enough to fit four terms
+#: and to calibrate a 90% CV+ interval (which needs at least 9)
+CALIBRATION_NETWORKS = 20
 #: random architectures the calibration networks are chosen from
 CALIBRATION_POOL = 400
-#: timings per calibration network, the fastest kept (see `time_network_fastest`)
-CALIBRATION_TIMINGS = 2
 
 
 def calibration_archs(
     space: SearchSpace, op_ms: dict[str, float], n: int, seed: int = 0
 ) -> list[tuple[int, ...]]:
     """`n` architectures spread evenly over the space's range of summed op latency, in pairs:
-    at each level the most and the least zero-heavy of the architectures nearest it.
+    at each level the most and the least zero-heavy of the architectures nearest it; then the
+    corners the levels may miss (`corners`).
 
     The pool mixes zero ops at every rate (the fastest architecture, all zeros it can take, is
     always in it), so the per-call cost that each isolated op timing pays can be told apart from
@@ -180,7 +268,9 @@ def calibration_archs(
 
     left = sorted(pool, key=cost)
     low, high = cost(left[0]), cost(left[-1])
-    levels = (n + 1) // 2
+    edges = corners(costs, zeros) if n > 2 else []
+    left = [a for a in left if a not in edges]
+    levels = (n - len(edges) + 1) // 2
     chosen: list[tuple[int, ...]] = []
     for k in range(levels):
         level = low + (high - low) * (k / max(1, levels - 1))
@@ -193,10 +283,22 @@ def calibration_archs(
         rest = [a for a in near if a != heavy]
         light = min(rest, key=lambda a: (zero_count(a), distance(a))) if rest else None
         for pick in (heavy, light):
-            if pick is not None and len(chosen) < n:
+            if pick is not None and len(chosen) < n - len(edges):
                 chosen.append(pick)
                 left.remove(pick)
-    return chosen
+    return chosen + edges
+
+
+def corners(costs: list[list[float]], zeros: list[list[int]]) -> list[tuple[int, ...]]:
+    """The slowest architecture (widest, largest: the most bytes in flight) and the deepest
+    one (no zero op, the cheapest candidate everywhere): where a network's cost departs most
+    from its op sum, one way (caches) or the other (per-call costs)."""
+    slowest = tuple(max(range(len(c)), key=c.__getitem__) for c in costs)
+    deepest = tuple(
+        min((i for i in range(len(c)) if i not in z), key=c.__getitem__)
+        for c, z in zip(costs, zeros)
+    )
+    return list(dict.fromkeys([slowest, deepest]))
 
 
 def calibrate(
@@ -209,10 +311,11 @@ def calibrate(
     description: str | None = None,
     reporter: Reporter | None = None,
 ) -> list[tuple[Network, Stats]]:
-    """Time `n` whole networks of `space` (`calibration_archs`) end to end, each the fastest of
-    `CALIBRATION_TIMINGS` timings, and store them with origin `calibrate`: what networks pay
-    beyond their ops, which `latkit fit` turns into F's network terms. Needs every op of the
-    space profiled; networks already stored are reused, so an interrupted calibration resumes."""
+    """Time `n` whole networks of `space` (`calibration_archs`) end to end, with the same
+    estimator as the ops (pooled rounds, retries: `time_network`), and store them with origin
+    `calibrate`: what networks pay beyond their ops, which `latkit fit` turns into F's network
+    terms. Needs every op of the space profiled; networks already stored are reused, so an
+    interrupted calibration resumes."""
     device = profiler.device
     reporter = reporter or profiler.options.reporter
     env = profiler.environment()
@@ -233,39 +336,6 @@ def calibrate(
     timed = []
     for i, arch in enumerate(archs):
         network = space.network(arch, name=f"{space.name}-calibrate-{i}")
-        ops = tuple(profiler.prepare(network.ops))
-        stats = store.network_stats(device.name, ops, env.env_id) or time_network_fastest(
-            profiler, store, network, origin="calibrate", repeats=CALIBRATION_TIMINGS
-        )
-        timed.append((network, stats))
+        timed.append((network, time_network(profiler, store, network, origin="calibrate")))
         advance(1)
     return timed
-
-
-def time_network_fastest(
-    profiler: Profiler,
-    store: MeasurementStore | None,
-    network: Network,
-    *,
-    origin: str,
-    repeats: int = 2,
-    name: str | None = None,
-) -> Stats:
-    """The network timed `repeats` times afresh, the run with the lowest median kept and
-    committed under `origin`: background load (another process on a shared core) only ever adds
-    time, so the fastest of a few timings is the one that describes the device."""
-    runs = [profiler.measure_network(network) for _ in range(max(1, repeats))]
-    best = min(runs, key=lambda m: m.stats.median_ms)
-    if store is not None:
-        device = profiler.device
-        store.register_device(device)
-        store.add_network(
-            device.name,
-            tuple(profiler.prepare(network.ops)),
-            best.stats,
-            profiler.environment(),
-            name=name or network.name,
-            temperature_c=best.temperature_c,
-            origin=origin,
-        )
-    return best.stats

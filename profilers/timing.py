@@ -11,6 +11,16 @@ How one round is taken is the profiler's business: on a host, `HostSampler` time
 clock; a phone's benchmark_model returns a summary per run. `interleave` only schedules rounds,
 pools them and decides retries.
 
+While a host times, garbage collection is off (as `timeit` does: a collection inside a timed call
+is the collector's cost, not the op's), and a single-threaded runtime's thread is pinned to the
+least busy core the OS allows it (a migration mid-round refills caches on another core); both are
+restored afterwards.
+
+Each host-timed stretch (a chunk of ops interleaved, or one network) also records how busy the
+machine was (`latkit.profilers.load`): ops timed while other processes left the profiler no free
+core, or while the hypervisor stole CPU time, are flagged `unstable` like ops whose rounds
+disagreed, since their numbers may be the neighbours' as much as the op's.
+
 Clocks are explicit about synchronisation: a clock synchronises the device before every host-clock
 read, so asynchronous runtimes (CUDA) are timed for execution, not for launch. Microsecond ops (a
 call under a hundredth of `min_block_ms`, 10 µs by default) are called in blocks between two clock
@@ -20,16 +30,20 @@ cost and resolution vanish in the block; the per-call time is derived.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import math
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
 from latkit.devices import Timing
+from latkit.profilers.load import Load, LoadProbe
 from latkit.records import Stats
 
 #: the most calls one clock read covers (a 0.1 µs call reaches 1 ms at 10^4)
@@ -113,19 +127,32 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Outcome(Generic[M]):
-    """One op's pooled rounds, how many attempts they took, and whether they stayed unstable."""
+    """One op's pooled rounds, how many attempts they took, whether they stayed unstable, and
+    how busy the machine was meanwhile (unknown where nobody measured it)."""
 
     measurement: M
     attempts: int
     unstable: bool
+    load: Load = Load()
 
     @property
     def timed_s(self) -> float:
         return self.measurement.timed_s
 
+    @property
+    def contended(self) -> bool:
+        """Timed while others left the profiler no free core (`Load.contended`)."""
+        return self.load.contended
+
     def stats(self) -> Stats:
+        """The row's statistics: flagged unstable when its rounds disagreed after every retry
+        or when it was timed on a contended machine."""
         return dataclasses.replace(
-            self.measurement.stats(), attempts=self.attempts, unstable=self.unstable
+            self.measurement.stats(),
+            attempts=self.attempts,
+            unstable=self.unstable or self.contended,
+            busy_cores=self.load.busy_cores,
+            steal=self.load.steal,
         )
 
 
@@ -271,17 +298,78 @@ class HostSampler:
         return Measurement(tuple(rounds), self.block or 1)
 
 
+def _cpu_times() -> dict[int, tuple[int, int]]:
+    """(busy, total) jiffies of each core, from /proc/stat ({} where there is none)."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    values = [int(v) for v in fields[:8]]
+                    idle = values[3] + values[4]  # idle + iowait
+                    out[int(name[3:])] = (sum(values) - idle, sum(values))
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def least_busy_core(allowed: set[int], sample_s: float = 0.05) -> int:
+    """The allowed core that was busy the smallest share of a short sample."""
+    before = _cpu_times()
+    time.sleep(sample_s)
+    after = _cpu_times()
+
+    def busy(core: int) -> float:
+        if core not in before or core not in after:
+            return 1.0
+        total = after[core][1] - before[core][1]
+        return (after[core][0] - before[core][0]) / total if total else 0.0
+
+    return min(sorted(allowed), key=busy)
+
+
+@contextlib.contextmanager
+def quiet_timing(pin: bool) -> Iterator[None]:
+    """GC off, and with `pin` this thread on the least busy allowed core, for the block."""
+    enabled = gc.isenabled()
+    gc.disable()
+    affinity = None
+    if pin and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            affinity = os.sched_getaffinity(0)
+            if len(affinity) > 1:
+                os.sched_setaffinity(0, {least_busy_core(affinity)})
+    try:
+        yield
+    finally:
+        if affinity is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, affinity)
+        if enabled:
+            gc.enable()
+
+
 def measure_interleaved(
     runners: Sequence[Runner],
     clock: Clock,
     plan: Timing,
     on_op_round: Callable[[int], None] | None = None,
+    pin: bool = False,
 ) -> list[Outcome[Measurement]]:
-    """Time every runner on this host with `interleave`."""
+    """Time every runner on this host with `interleave`, GC off and, with `pin` (a
+    single-threaded runtime), pinned to one core (`quiet_timing`); every outcome carries the
+    machine's load over the whole stretch (`LoadProbe`, created before pinning so that it
+    watches every core the process may use)."""
     samplers = [HostSampler(run, clock, plan) for run in runners]
-    return interleave(
-        samplers, lambda i, rounds: samplers[i].pool(rounds), plan, on_op_round=on_op_round
-    )
+    probe = LoadProbe()
+    with quiet_timing(pin):
+        probe.before()
+        outcomes = interleave(
+            samplers, lambda i, rounds: samplers[i].pool(rounds), plan, on_op_round=on_op_round
+        )
+        load = probe.after()
+    return [dataclasses.replace(outcome, load=load) for outcome in outcomes]
 
 
 def chunks(items: Iterable, size: int) -> Iterable[list]:

@@ -52,6 +52,7 @@ class TorchProfiler(LocalProfiler):
     def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
         super().__init__(device, options)
         self.gpu = device.kind == "gpu"
+        self._restore = (torch.get_num_threads(), torch.backends.cudnn.benchmark)
         torch.set_num_threads(device.threads)
         if self.gpu:
             reason = cuda_unavailable_reason()
@@ -68,6 +69,13 @@ class TorchProfiler(LocalProfiler):
     @property
     def clock(self) -> Clock:
         return CudaEventClock(self.torch_device) if self.gpu else HostClock()
+
+    def close(self) -> None:
+        """Give torch back the thread count and cuDNN setting it had: the caller may train next
+        (a search times its result, then trains it)."""
+        threads, benchmark = self._restore
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
 
     def runtime_environment(self) -> Environment:
         extra: dict[str, object] = {}

@@ -10,6 +10,7 @@ closest one is taken (from below with a hard budget).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,8 +35,8 @@ def argmax_arch(probs: Sequence[np.ndarray]) -> tuple[int, ...]:
 
 def window(target_ms: float, hard: bool, width: float = WINDOW) -> tuple[float, float]:
     """The predicted-latency window the derivation aims for (see the module doc)."""
-    if not target_ms > 0:
-        raise LatkitError(f"the latency target must be positive, got {target_ms} ms")
+    if not (math.isfinite(target_ms) and target_ms > 0):
+        raise LatkitError(f"the latency target must be a finite number > 0, got {target_ms} ms")
     if hard:
         return target_ms * (1 - 2 * width), target_ms
     return target_ms * (1 - width), target_ms * (1 + width)

@@ -69,9 +69,12 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.target_ms > 0:
-            raise LatkitError(f"--target-ms must be positive, got {self.target_ms}")
-        for name in ("epochs", "warmup_epochs"):
+        for name in ("target_ms", "lr", "arch_lr"):
+            _positive(name, getattr(self, name))
+        for name in ("momentum", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise LatkitError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        for name in ("epochs", "warmup_epochs", "seed"):
             if getattr(self, name) < 0:
                 raise LatkitError(f"--{name.replace('_', '-')} must be >= 0")
         if self.batch_size < 2 or self.arch_every < 1 or self.rl_batch < 1:
@@ -80,6 +83,12 @@ class SearchConfig:
         LOSSES.check(self.loss)
         if self.mode not in MODES:
             raise LatkitError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
+
+
+def _positive(name: str, value: float) -> None:
+    """A NaN or infinite target or learning rate would train for hours towards nothing."""
+    if not (math.isfinite(value) and value > 0):
+        raise LatkitError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ read-only store, bad numbers (and usage errors).
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -403,3 +405,141 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(bad, world, capsys, mon
     assert "Traceback" not in out + err
     assert bad.names(world) in lines[0], lines[0]
     assert before == after, "the store changed"
+
+
+# --- nothing left behind ------------------------------------------------------------------------
+#
+# A command that stops on a bad input leaves the store byte for byte as it was, and no new file or
+# folder anywhere (no empty store, no phantom device, no empty data/ folder). Each case runs in a
+# copy of one prepared folder, which is the working folder too, so relative defaults land in it.
+
+KEY = "Conv-input:224x224x3-output:112x112x32"
+TEMPLATE_FILES = {
+    "big.yaml": "name: big\nkind: cpu\nruntime: onnxruntime\nbatch_size: 1000000000000\n",
+    "runs.yaml": "name: long\nkind: cpu\nruntime: onnxruntime\ntiming: {runs: 1000000000}\n",
+    "garbage.jsonl": "this is not JSON at all\n",
+    "nan.jsonl": f'{{"ops": ["{KEY}"], "latency_ms": NaN}}\n',
+    "empty.jsonl": "",
+    "two.jsonl": "".join(f'{{"ops": ["{KEY}"], "latency_ms": {ms}}}\n' for ms in (1.0, 1.2)),
+    "garbage.yaml": "- just\n- a list\n",
+    "bad.csv": "type,input_hw,cin,cout,latency_ms\nconv,8,3,8,0.5\nconv,8,3,16,nan\n",
+    "not.config": "{ this is not json",
+}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A store holding one device and three ops, a device file it does not know, bad files."""
+    root = tmp_path_factory.mktemp("template")
+    write_device(root / "dev.yaml")
+    write_device(root / "other.yaml", name="other-cpu")
+    for name, text in TEMPLATE_FILES.items():
+        (root / name).write_text(text)
+    with MeasurementStore(root / "s.sqlite") as store:
+        store.register_device(load_config(str(root / "dev.yaml")))
+        env = Environment("onnxruntime", "1", 1, 1, "cpu")
+        stats = Stats(1.0, 1.0, 0.1, 0.9, 1.1, 0.95, 1.05, 0.01, 10, exact=True)
+        for cout in (8, 16, 24):
+            store.add("test-cpu", OpSpec("conv", 8, 3, cout, kernel=3), stats, env)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str | None]:
+    """Every file under `root` by its sha256, every folder as None, by relative path."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+ARCH = str(DATA / "archs" / "proxylessnas" / "proxyless_mobile.config")
+#: (id, command line after `latkit`, a text the one error line holds); --db s.sqlite is added
+LEFT_BEHIND = [
+    ("profile: batch_size 1e12", ["profile", "-d", "big.yaml"], "batch_size"),
+    ("profile: runs 1e9", ["profile", "-d", "runs.yaml"], "timing.runs"),
+    ("fit new: garbage", ["fit", "-d", "new", "--networks", "garbage.jsonl"], "garbage.jsonl:1"),
+    ("fit new: NaN", ["fit", "-d", "new", "--networks", "nan.jsonl"], "nan.jsonl:1"),
+    ("fit new: empty", ["fit", "-d", "new", "--networks", "empty.jsonl"], "no networks"),
+    (
+        "fit new: --train",
+        ["fit", "-d", "new", "--networks", "two.jsonl", "--train", "5"],
+        "--train",
+    ),
+    ("fit file: garbage", ["fit", "-d", "other.yaml", "--networks", "garbage.jsonl"], "garbage"),
+    ("fit: unknown", ["fit", "-d", "nosuch"], "nosuch"),
+    ("fit: no rows", ["fit", "-d", "other.yaml"], "other-cpu"),
+    ("import-lut", ["import-lut", "garbage.yaml", "-d", "other.yaml"], "garbage.yaml"),
+    ("import-lut: name", ["import-lut", "garbage.yaml", "-d", "fresh"], "garbage.yaml"),
+    ("import-measurements", ["import-measurements", "bad.csv", "-d", "other.yaml"], "bad.csv:3"),
+    ("time-network", ["time-network", "-d", "other.yaml", "--arch", "not.config"], "not.config"),
+    ("validate", ["validate", "-d", "other.yaml"], "predictor"),
+    ("predict", ["predict", "-d", "nosuch", "--arch", ARCH], "nosuch"),
+    ("measurements", ["measurements", "-d", "nosuch"], "nosuch"),
+    ("export-lut", ["export-lut", "-d", "nosuch", "--format", "ofa", "--out", "x.yaml"], "nosuch"),
+]
+
+
+def _fail(argv: list[str], monkeypatch, capsys) -> str:
+    """Run `latkit ARGV` in this process; the one line it printed on stderr."""
+    monkeypatch.setattr(sys, "argv", ["latkit", *argv])
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exited.value.code == 2 and len(lines) == 1, f"{exited.value.code}\n{out}\n{err}"
+    assert "Traceback" not in out + err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"), [c[1:] for c in LEFT_BEHIND], ids=[c[0] for c in LEFT_BEHIND]
+)
+@pytest.mark.parametrize("store", ["existing store", "no store yet"])
+def test_a_failed_command_leaves_store_and_folders_as_they_were(
+    template, tmp_path, monkeypatch, capsys, args, names, store
+):
+    root = tmp_path / "work"
+    shutil.copytree(template, root)
+    if store == "no store yet":
+        (root / "s.sqlite").unlink()
+    monkeypatch.chdir(root)
+    before = snapshot(root)
+    line = _fail([*args, "--db", "s.sqlite"], monkeypatch, capsys)
+    assert names in line, line
+    assert snapshot(root) == before
+
+
+def test_a_new_device_is_created_only_by_a_fit_that_succeeds(
+    template, tmp_path, monkeypatch, capsys
+):
+    root = tmp_path / "work"
+    shutil.copytree(template, root)
+    monkeypatch.chdir(root)
+    _fail(["fit", "-d", "new", "--networks", "nan.jsonl", "--db", "s.sqlite"], monkeypatch, capsys)
+    assert "new device" not in capsys.readouterr().err
+    (root / "good.jsonl").write_text(
+        "".join(f'{{"ops": ["{KEY}"], "latency_ms": {1 + i / 10}}}\n' for i in range(6))
+    )
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "latkit",
+            "fit",
+            "-d",
+            "new",
+            "--networks",
+            "good.jsonl",
+            "--db",
+            "s.sqlite",
+            "--data-dir",
+            "data",
+        ],
+    )
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 0
+    assert "new device 'new'" in capsys.readouterr().err
+    with MeasurementStore(root / "s.sqlite") as store:
+        assert store.devices() == ["new", "test-cpu"]

@@ -51,30 +51,11 @@ def test_the_per_op_term_is_bounded_so_no_contribution_is_negative(phone):
     samples = networks_of(ops, y, predictor, per_op=3 * cheapest, overhead=2.0)
     predictor.fit_overhead(samples)
     try:
-        assert predictor.per_op_ms == pytest.approx(cheapest)
-        assert (predictor.contribution(ops) >= 0).all()
-        assert predictor.contribution([ops[int(np.argmin(y))]])[0] == pytest.approx(0.0)
+        assert predictor.per_op_ms <= predictor.scale * cheapest + 1e-9
+        assert (predictor.contribution(ops) >= -1e-9).all()
     finally:
         predictor.per_op_ms = predictor.overhead_ms = 0.0
-
-
-def test_networks_of_another_size_do_not_pass_for_a_per_op_cost(phone):
-    ops, y, predictor = phone
-    small = networks_of(ops, y, predictor, per_op=0.3, overhead=2.0)
-    # networks of another space: ten times the ops' time, which F underestimates by 20%
-    big_ops = sorted(ops, key=lambda op: -float(predictor.predict([op])[0]))[:20]
-    biggest = max(float(predictor.predict(o).sum()) for o, _ in small)
-    big = []
-    for k in range(4):
-        chosen = big_ops[k : k + 16] * 4
-        total = float(predictor.predict(chosen).sum())
-        assert total > 2 * biggest
-        big.append((chosen, 1.2 * total - 0.3 * len(chosen) + 2.0 + k))
-    try:
-        predictor.fit_overhead(small + big)
-        assert predictor.per_op_ms == pytest.approx(0.3, abs=1e-6)
-    finally:
-        predictor.per_op_ms = predictor.overhead_ms = 0.0
+        predictor.scale, predictor.per_mb_ms = 1.0, 0.0
 
 
 def test_near_a_target_the_overhead_is_the_local_level(phone):
@@ -85,15 +66,23 @@ def test_near_a_target_the_overhead_is_the_local_level(phone):
     near = np.argsort(np.abs(sums - 40.0))[:3]
     samples = [(o, t + (3.0 if i in near else 0.0)) for i, (o, t) in enumerate(samples)]
     try:
-        assert predictor.fit_overhead(samples) == pytest.approx(1.0)  # globally: the median
-        assert predictor.fit_overhead(samples, near_ms=40.0) == pytest.approx(4.0)
+        predictor.fit_overhead(samples)  # globally: the three are outliers
+        assert predictor.predict_network(samples[0][0]) == pytest.approx(
+            samples[0][1] - (3.0 if 0 in near else 0.0), rel=0.02
+        )
+        predictor.fit_overhead(samples, near_ms=40.0)  # near 40 ms: their level
+        for i in near:
+            assert predictor.predict_network(samples[i][0]) == pytest.approx(
+                samples[i][1], rel=0.05
+            )
         assert predictor.meta["overhead_networks"] == 12
-        # too few networks to tell a per-op cost: what was there stays
-        predictor.per_op_ms = 0.25
+        # too few networks to tell the terms apart: only the overhead moves
+        predictor.per_op_ms, predictor.scale = 0.25, 1.1
         predictor.fit_overhead(samples[:2])
-        assert predictor.per_op_ms == 0.25
+        assert (predictor.per_op_ms, predictor.scale) == (0.25, 1.1)
     finally:
         predictor.per_op_ms = predictor.overhead_ms = 0.0
+        predictor.scale, predictor.per_mb_ms = 1.0, 0.0
 
 
 def test_calibration_networks_span_the_range_in_zero_heavy_and_zero_light_pairs():
@@ -114,12 +103,17 @@ def test_calibration_networks_span_the_range_in_zero_heavy_and_zero_light_pairs(
     fastest = tuple(int(np.argmin(c)) for c in costs)
     slowest = tuple(int(np.argmax(c)) for c in costs)
     assert fastest in archs and zeros(fastest) == 3  # every zero the space allows
-    assert max(cost(a) for a in archs) >= 0.95 * cost(slowest)
-    # five levels from the fastest to the slowest, each a pair, the zero-heavier one first
-    pairs = list(zip(archs[::2], archs[1::2]))
+    # the corners close the list: the slowest (widest, largest) and the deepest cheapest
+    deepest = tuple(
+        min((i for i, op in enumerate(lay.candidates) if op.type != "zero"), key=c.__getitem__)
+        for lay, c in zip(layers, costs)
+    )
+    assert archs[-2:] == [slowest, deepest] and zeros(deepest) == 0
+    # four levels from the fastest to the slowest, each a pair, the zero-heavier one first
+    pairs = list(zip(archs[:8:2], archs[1:8:2]))
     assert np.diff([cost(heavy) for heavy, _ in pairs]).min() > 0
     assert all(zeros(heavy) >= zeros(light) for heavy, light in pairs)
-    assert sum(zeros(heavy) > zeros(light) for heavy, light in pairs) >= 3
+    assert sum(zeros(heavy) > zeros(light) for heavy, light in pairs) >= 2
 
 
 def test_profile_times_calibration_networks_and_fit_never_uses_validate(tmp_path):
@@ -143,4 +137,5 @@ def test_profile_times_calibration_networks_and_fit_never_uses_validate(tmp_path
         assert len(stored_networks(store, "cal-cpu", env, exclude_origins=())) == 5
         report = fit_device(store, "cal-cpu", data_dir=tmp_path / "data")
     assert report.predictor.meta["overhead_networks"] == 4
-    assert report.predictor.per_op_ms <= report.predictor.predict(TINY.distinct_ops()).min()
+    fitted = report.predictor
+    assert fitted.per_op_ms <= fitted.scale * fitted.predict(TINY.distinct_ops()).min() + 1e-9

@@ -33,7 +33,10 @@ def test_shipped_device_files_load(path):
         ),
         ("kind: cpu\nruntime: onnxruntime\n", "field 'name' is missing"),
         (GOOD + "threads: many\n", "field 'threads'"),
-        (GOOD + "timing: {runs: 0}\n", "field 'timing.runs'"),
+        (GOOD + "timing: {runs: 0}\n", "field 'timing.runs': 0 is out of range (allowed: 1 to"),
+        (GOOD + "batch_size: 1000000000000\n", "field 'batch_size': 1000000000000 is out of range"),
+        (GOOD + "threads: .nan\n", "field 'threads'"),
+        (GOOD + "timing: {max_cv: .inf}\n", "field 'timing.max_cv': inf is not a finite number"),
         (GOOD + "colour: red\n", "field 'colour' is not part of the schema"),
         ("name: x\nkind: cpu\n  runtime: [\n", "bad YAML at line"),
         ("- just\n- a list\n", "must be a YAML mapping"),
@@ -57,10 +60,11 @@ def test_bad_device_file_is_one_clear_line(tmp_path, text, expected):
     message = str(info.value)
     assert message.startswith(str(path)) and expected in message and "\n" not in message
     result = CliRunner().invoke(
-        app, ["profile", "--device", str(path), "--db", str(tmp_path / "s.sqlite")]
+        app, ["profile", "--device", str(path), "--db", str(tmp_path / "store" / "s.sqlite")]
     )
     assert result.exit_code != 0
     assert isinstance(result.exception, DeviceFileError)
+    assert not (tmp_path / "store").exists()  # checked before the store is created
 
 
 def test_missing_file(tmp_path):
@@ -92,3 +96,4 @@ def test_cli_prints_one_line_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(path) in lines[0] and "kind" in lines[0]
+    assert not (tmp_path / "s.sqlite").exists()  # the README: nothing stored before the error

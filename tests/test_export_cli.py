@@ -110,3 +110,13 @@ def test_missing_arch_file_is_a_user_error(tmp_path) -> None:
     missing = tmp_path / "nope.config"
     result = CliRunner().invoke(app, ["export", "--arch", str(missing), "--out", str(tmp_path)])
     assert isinstance(result.exception, LatkitError) and "nope.config" in str(result.exception)
+
+
+def test_a_failed_export_leaves_no_folder_behind(tmp_path) -> None:
+    out = tmp_path / "new" / "out"
+    missing = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(app, ["export", "--out", str(out), "--space", str(missing)])
+    assert isinstance(result.exception, LatkitError) and "nope.yaml" in str(result.exception)
+    result = CliRunner().invoke(app, ["export", "--out", str(out), "--batch", "100000"])
+    assert result.exit_code == 2 and "--batch" in result.output
+    assert list(tmp_path.iterdir()) == []  # --out is created by the first file, not before

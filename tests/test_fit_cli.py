@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from latkit.cli import app
 from latkit.errors import LatkitError
 from latkit.predictors import LatencyPredictor, predictor_path
+from latkit.profilers.session import CALIBRATION_NETWORKS
 from latkit.store import MeasurementStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,7 @@ def test_fit_saves_the_predictor_and_writes_the_json(profiled):
     payload = json.loads(profiled["fit_json"].read_text())
     assert set(payload) == {
         "device", "source", "family", "prior", "n_train", "n_test", "interval_level", "test",
+        "networks",
     }  # fmt: skip
     assert payload["device"] == "tiny-cpu" and payload["source"] == "ops"
     assert payload["n_train"] + payload["n_test"] == 40 and payload["n_test"] == 8
@@ -69,7 +71,10 @@ def test_fit_saves_the_predictor_and_writes_the_json(profiled):
     predictor = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
     assert predictor.meta["runtime"] == "onnxruntime" and predictor.meta["batch"] == 1
     # the network terms come from the calibration networks that `profile` timed
-    assert predictor.meta["n_ops"] == 40 and predictor.meta["overhead_networks"] == 10
+    assert (
+        predictor.meta["n_ops"] == 40
+        and predictor.meta["overhead_networks"] == CALIBRATION_NETWORKS
+    )
 
 
 def test_validate_times_networks_and_writes_csv_png_json(profiled):
@@ -79,18 +84,20 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
-    assert payload["n"] == 3 and set(payload) == {"n"} | METRICS
+    assert payload["n"] == 3 and set(payload) == {"n", "coverage"} | METRICS
+    assert 0 <= payload["coverage"] <= 1
     assert 0 <= payload["acc5"] <= payload["acc10"] <= 1 and payload["rmspe"] < 100
     folder = profiled["data"] / "tiny-cpu"
     rows = (folder / "validation.csv").read_text().splitlines()
-    assert rows[0] == "name,arch,predicted_ms,measured_ms,error_pct" and len(rows) == 4
+    header = "name,arch,predicted_ms,low_ms,high_ms,measured_ms,error_pct"
+    assert rows[0] == header and len(rows) == 4
     assert (folder / "validation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def origins() -> list[str]:
         with MeasurementStore(profiled["db"]) as store:
             return sorted(store.networks("tiny-cpu")["origin"])
 
-    assert origins() == ["calibrate"] * 10 + ["validate"] * 3
+    assert origins() == ["calibrate"] * CALIBRATION_NETWORKS + ["validate"] * 3
     before = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
     # a refit never learns from the networks validate judged it on
     assert (
@@ -100,12 +107,12 @@ def test_validate_times_networks_and_writes_csv_png_json(profiled):
         == 0
     )
     refit = LatencyPredictor.load(predictor_path("tiny-cpu", profiled["data"]))
-    assert refit.meta["overhead_networks"] == 10
+    assert refit.meta["overhead_networks"] == CALIBRATION_NETWORKS
     assert (refit.overhead_ms, refit.per_op_ms) == (before.overhead_ms, before.per_op_ms)
     # and a second validate resumes from the stored timings instead of re-timing them
     again = invoke(*args)
     assert again.exit_code == 0, again.output
-    assert origins() == ["calibrate"] * 10 + ["validate"] * 3
+    assert origins() == ["calibrate"] * CALIBRATION_NETWORKS + ["validate"] * 3
 
 
 def networks_jsonl(profiled, path: Path, n: int, scale: float = 1.0, extra: float = 0.05) -> Path:
@@ -252,10 +259,10 @@ def test_validate_device_api_reports_rows_and_progress(profiled, tmp_path):
     assert report.n == 2 and steps == [1, 1]
     assert [r["name"] for r in report.rows] == [n.name for _, n in space.sample_networks(2, 11)]
     for r in report.rows:
-        assert set(r) == {"name", "arch", "predicted_ms", "measured_ms"}
-        assert r["measured_ms"] > 0 and r["predicted_ms"] > 0
+        assert set(r) == {"name", "arch", "predicted_ms", "low_ms", "high_ms", "measured_ms"}
+        assert r["low_ms"] <= r["predicted_ms"] <= r["high_ms"] and r["measured_ms"] > 0
     assert report.csv_path.parent == tmp_path and report.png_path.exists()
-    assert set(report.metrics) == METRICS
+    assert set(report.metrics) == METRICS | {"coverage"}
 
 
 def test_few_shot_fit_creates_a_new_device_and_uses_a_prior(profiled, tmp_path):

@@ -95,6 +95,15 @@ def test_bad_luts_name_the_file_and_key(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(LatkitError, match="YAML mapping"):
         read_lut(bad)
+    key = "Logits-input:7x7x1280-output:1000"
+    for value, expected in [
+        ("{count: 3, mean: .inf}", "mean must be a positive number"),
+        ("{count: 3, mean: 1.0, std: -0.1}", "var, std and count must be at least 0"),
+        ("{count: -3, mean: 1.0, std: 0.1}", "var, std and count must be at least 0"),
+    ]:
+        bad.write_text(f"{key}: {value}\n")
+        with pytest.raises(LatkitError, match=f"bad.yaml: key '{key}': {expected}"):
+            read_lut(bad)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -139,3 +148,62 @@ def test_import_measurements_checks_the_columns(store, tmp_path):
     path.write_text("type,input_hw,cin,latency,colour\nconv,224,3,1.0,red\n")
     with pytest.raises(LatkitError, match="cols.csv:1: missing column.*cout, latency_ms.*colour"):
         import_measurements(store, path, "x")
+
+
+def test_import_measurements_reads_the_columns_latkit_measurements_writes(store, tmp_path):
+    path = tmp_path / "exported.csv"
+    path.write_text(
+        "key,type,input_hw,cin,cout,kernel,median_ms,mean_ms,std_ms,runs,exact,block,device,"
+        "env_id,runtime,origin\n"
+        "k,conv,8,3,8,3,0.5,0.55,0.01,30,True,4,cpu,abc,onnxruntime,measured\n"
+        "k,conv,8,3,16,3,0.7,,,,,,cpu,abc,onnxruntime,measured\n"
+    )
+    assert import_measurements(store, path, "again") == 2
+    frame = store.dataframe("again").set_index("cout")
+    first, second = frame.loc[8], frame.loc[16]
+    assert (first["median_ms"], first["mean_ms"], first["std_ms"]) == (0.5, 0.55, 0.01)
+    assert (first["runs"], first["block"], bool(first["exact"])) == (30, 4, True)
+    assert first["cv"] == pytest.approx(0.01 / 0.55)
+    assert second["median_ms"] == second["mean_ms"] == 0.7 and math.isnan(second["std_ms"])
+    assert (second["runs"], second["cv"], bool(second["exact"])) == (0, 0.0, False)
+    assert set(frame["runtime"]) == {"imported"}  # the environment columns are not imported
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("std_ms", "-1", "std_ms must be a finite number, at least 0"),
+        ("runs", "2.5", "runs must be a whole number"),
+        ("exact", "maybe", "exact must be True or False"),
+        ("block", "0", "block must be a whole number from 1"),
+        ("median_ms", "nan", "median_ms must be a positive number"),
+    ],
+)
+def test_bad_statistics_name_their_line_and_store_nothing(store, tmp_path, column, value, expected):
+    path = tmp_path / "bad.csv"
+    header = ["type", "input_hw", "cin", "cout", "median_ms", column]
+    good = {"type": "conv", "input_hw": "8", "cin": "3", "cout": "8", "median_ms": "0.5"}
+    lines = [",".join(dict.fromkeys(header)), ",".join({**good, column: "1"}.values())]
+    lines.append(",".join({**good, column: value}.values()))
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LatkitError, match=rf"bad\.csv:3: {expected}"):
+        import_measurements(store, path, "x")
+    assert store.devices() == [] and store.dataframe().empty
+
+
+def test_a_device_file_is_registered_only_once_its_table_is_read(store, tmp_path, quick_device):
+    from latkit.devices import load_device
+
+    config = load_device(quick_device)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Conv-input:224x224x3-output:112x112x32: {count: 3}\n")
+    with pytest.raises(LatkitError, match="needs a mapping with `mean`"):
+        import_lut(store, bad, config)
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("type,input_hw,cin,cout,latency_ms\nconv,8,3,8,zero\n")
+    with pytest.raises(LatkitError, match="bad.csv:2"):
+        import_measurements(store, bad_csv, config)
+    assert store.devices() == []
+    import_lut(store, TRIM, config)
+    assert store.device(config.name)["config"]["runtime"] == "onnxruntime"
+    assert len(store.dataframe(config.name)) == 72

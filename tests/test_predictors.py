@@ -86,13 +86,15 @@ def test_overhead_fit_separates_per_call_cost_from_per_network_cost(phone_table)
         latency = float(predictor.predict(chosen).sum()) - 0.3 * timed + 2.0
         samples.append((chosen, latency * (1.5 if i == 3 else 1.0)))
     predictor.fit_overhead(samples)
-    assert predictor.per_op_ms == pytest.approx(0.3, abs=1e-6)
-    assert predictor.overhead_ms == pytest.approx(2.0, abs=1e-6)
+    terms = predictor.terms
+    assert terms.per_op_ms == pytest.approx(0.3, abs=0.02)
+    assert terms.overhead_ms == pytest.approx(2.0, abs=0.1)
+    assert terms.scale == pytest.approx(1.0, abs=0.01) and terms.per_mb_ms < 0.01
     clean = [s for i, s in enumerate(samples) if i != 3]
-    for chosen, latency in clean:
-        assert predictor.predict_network(chosen) == pytest.approx(latency)
+    for chosen, latency in clean:  # the network timed under load moved nothing
+        assert predictor.predict_network(chosen) == pytest.approx(latency, rel=0.01)
     contribution = predictor.contribution([ops[0], OpSpec("zero", 14, 96, 96, skip=True)])
-    assert contribution.tolist() == pytest.approx([y[0] - 0.3, 0.0])
+    assert contribution[0] == pytest.approx(y[0] - 0.3, abs=0.03) and contribution[1] == 0.0
 
 
 def test_unseen_ops_go_to_the_model_and_are_cached(phone_predictor):
@@ -149,9 +151,19 @@ def test_auto_keeps_the_best_family_per_kind_and_small_tables_use_the_cost_model
     ops, y = phone_table
     fitted = LatencyPredictor(seed=1).fit(ops, y)
     scores = fitted.comparison_
+    assert set(scores) == set(MODELS)  # every registered family is compared
     assert fitted.meta["family"] == min(scores, key=lambda f: scores[f]["cv_score"])
-    extrap = min(scores, key=lambda f: scores[f]["extrap_rmspe"])
-    assert fitted.meta["extrapolation_family"] == extrap
+
+    def extrap_rmspe(family):
+        axes = [k for k in scores[family] if k.startswith("extrap_")]
+        return np.mean([scores[family][k] for k in axes]) if axes else np.inf
+
+    assert {k for k in scores["additive"] if k.startswith("extrap_")} >= {
+        "extrap_width_rmspe",
+        "extrap_kernel_rmspe",
+    }
+    assert fitted.meta["extrapolation_family"] == min(scores, key=extrap_rmspe)
+    assert fitted.meta["extrapolation_family"] != "gbdt"  # flat outside: never answers there
     small = LatencyPredictor().fit(ops[:6], y[:6])
     assert small.meta["family"] == "additive" and small.comparison_ == {}
     assert not small.op_interval_.finite  # 6 rows cannot calibrate a 90% interval
@@ -212,7 +224,7 @@ def test_network_interval_from_ops_or_from_networks(phone_table, phone_predictor
 
 def test_fit_rejects_bad_input(phone_table):
     ops, y = phone_table
-    with pytest.raises(LatkitError, match="3 ops but 2 latencies"):
+    with pytest.raises(LatkitError, match="3 ops, 2 latencies"):
         LatencyPredictor().fit(ops[:3], y[:2])
     with pytest.raises(LatkitError, match="positive"):
         LatencyPredictor().fit(ops[:2], [1.0, -1.0])
@@ -227,7 +239,7 @@ def test_save_load_round_trip_is_plain_json(tmp_path, phone_table, phone_predict
     path = phone_predictor.save(tmp_path / "p" / "predictor.json")
     text = path.read_text()
     state = json.loads(text)  # the whole predictor is one JSON document: nothing to unpickle
-    assert state["format"] == "latkit-predictor" and state["version"] == 2
+    assert state["format"] == "latkit-predictor" and state["version"] == 3
     assert b"\x80" not in path.read_bytes()  # no pickle protocol header anywhere
     loaded = LatencyPredictor.load(path)
     for probe in (ops, space_ops, wider):
@@ -273,7 +285,7 @@ def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, phone_predictor)
     bad.write_text(json.dumps(state))
     with pytest.raises(LatkitError, match="format version 99"):
         LatencyPredictor.load(bad)
-    state["version"] = 2
+    state["version"] = 3
     state["model"]["family"] = "pickled"
     bad.write_text(json.dumps(state))
     with pytest.raises(LatkitError, match="'pickled'"):

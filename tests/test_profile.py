@@ -84,15 +84,21 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
         "skipped",
         "median_cv",
         "retried",
-    } | {
+        "rows",
         "unstable",
+        "busy",
+        "median_busy_cores",
+        "unstable_keys",
         "wall_s",
         "timed_s",
     }
     assert data["device"] == f"cpu-{runtime}" and data["ops"] == data["measured"] == 5
-    assert data["skipped"] == 0  # "unstable" lists keys; which (if any) depends on the load
+    assert data["skipped"] == 0 and data["rows"] == 5
+    # which rows (if any) are unstable, or timed while busy, depends on the machine's load
     expected = {op.key for op in load_space("proxyless-tiny").distinct_ops()[:5]}
-    assert set(data["unstable"]) <= expected
+    assert set(data["unstable_keys"]) <= expected and data["unstable"] == len(data["unstable_keys"])
+    assert 0 <= data["busy"] <= data["unstable"]
+    assert data["median_busy_cores"] is None or data["median_busy_cores"] >= 0
     assert 0 < data["timed_s"] < data["wall_s"]
 
     rerun = _invoke(
@@ -107,6 +113,7 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
         "7",
     )
     assert "5 of 7 ops already stored" in rerun.output
+    assert " of 7 rows unstable" in rerun.output  # the summary's last word
     csv = tmp_path / "rows.csv"
     _invoke("measurements", "--device", f"cpu-{runtime}", "--db", str(db), "--csv", str(csv))
     frame = pd.read_csv(csv)
@@ -114,6 +121,7 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
     assert list(from_python.columns) == list(frame.columns) and len(from_python) == len(frame)
     assert list(frame.columns[: len(CSV_COLUMNS) - 4]) == CSV_COLUMNS[:-4]
     assert set(CSV_COLUMNS) <= set(frame.columns)
+    assert list(frame.columns[-2:]) == ["busy_cores", "steal"]  # appended: old order kept
     expected = [op.key for op in load_space("proxyless-tiny").distinct_ops()[:7]]
     assert sorted(frame["key"]) == sorted(expected)
     assert (frame["runtime"] == runtime).all() and (frame["threads"] == 1).all()
@@ -246,3 +254,42 @@ def test_time_network_sets_whole_network_beside_sum_of_ops(tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM networks").fetchone()[0] == 1
     timed = [op for op in space.network([1, 6, 0, 6, 2, 3]).ops if op.type != "zero"]
     assert row["sum_of_ops_ms"] == pytest.approx(sum(ops[op.key] for op in timed))
+
+
+def test_only_unstable_re_measures_exactly_the_flagged_rows(tmp_path):
+    device = write_device(tmp_path / "dev.yaml")
+    db, out = tmp_path / "s.sqlite", tmp_path / "summary.json"
+    args = ["profile", "--device", str(device), "--space", "proxyless-tiny", "--db", str(db)]
+    _invoke(*args, "--limit", "6")
+    keys = [op.key for op in load_space("proxyless-tiny").distinct_ops()[:6]]
+    flagged = set(keys[1:3])
+    with sqlite3.connect(db) as conn:  # as if 2 rows were timed busy, the others quiet
+        conn.execute("UPDATE measurements SET unstable = 0")
+        marks = ", ".join("?" * len(flagged))
+        conn.execute(f"UPDATE measurements SET unstable = 1 WHERE key IN ({marks})", [*flagged])
+    before = dict(_rows(str(db)))
+    result = _invoke(*args, "--limit", "6", "--only-unstable", "--json", str(out))
+    after = dict(_rows(str(db)))
+    assert set(after) == set(keys)
+    assert {k for k in keys if after[k] != before[k]} == flagged  # only they were re-timed
+    first = result.output.splitlines()[0]
+    assert first.startswith("2 of 6 rows unstable") and first.endswith("; re-measuring them")
+    data = json.loads(out.read_text())
+    assert (data["measured"], data["skipped"], data["rows"]) == (2, 4, 6)
+    assert set(data["unstable_keys"]) <= flagged  # re-timed rows may be flagged again
+    again = _invoke(*args, "--limit", "6", "--only-unstable")
+    if data["unstable"] == 0:
+        assert "0 of 6 rows unstable; nothing to re-measure" in again.output
+    else:  # still busy: the last line says how to re-measure them
+        assert "--only-unstable re-measures them" in " ".join(again.output.split())
+
+
+def test_only_unstable_refuses_fresh_and_fleets(tmp_path):
+    device = write_device(tmp_path / "dev.yaml")
+    other = write_device(tmp_path / "other.yaml", name="other-cpu")
+    db = tmp_path / "s.sqlite"
+    base = ["profile", "--device", str(device), "--space", "proxyless-tiny", "--db", str(db)]
+    for extra in (["--fresh"], ["--no-resume"], ["--device", str(other)]):
+        result = CliRunner().invoke(app, [*base, *extra, "--only-unstable"])
+        assert result.exit_code != 0 and "--only-unstable" in str(result.exception)
+    assert not db.exists()  # refused before anything was stored

@@ -32,7 +32,7 @@ from latkit.search.trainer import SearchConfig
 from latkit.spaces import Network, load_space
 from latkit.store import MeasurementStore
 from latkit.workflows.profile import profile_space
-from latkit.workflows.search import run_search, torch_threads
+from latkit.workflows.search import run_search, space_predictor, torch_threads
 
 SPACE = load_space("proxyless-tiny")
 runner = CliRunner()
@@ -55,7 +55,8 @@ def fitted(tmp_path_factory) -> dict:
         profile_space(device, SPACE, store)
         fit_device(store, device.name, data_dir=data_dir)
     predictor = load_predictor(device.name, data_dir)
-    table = LatencyTable.from_predictor(predictor, SPACE)
+    # F as the search prices proxyless-tiny's networks (their group's network terms)
+    table = LatencyTable.from_predictor(space_predictor(predictor, SPACE, 1), SPACE)
     return {
         "root": root,
         "device_file": device_file,
@@ -73,7 +74,7 @@ def test_a_tighter_target_finds_a_faster_architecture(fitted, tmp_path):
     _, fastest = table.fastest()
     _, slowest = table.slowest()
     predicted = {}
-    for name, target in (("tight", fastest), ("loose", 10 * slowest)):
+    for name, target in (("tight", fastest), ("loose", slowest)):
         # an arch step after every weight step: enough steps for α to move in a short test
         config = SearchConfig(
             target_ms=target,
@@ -138,9 +139,12 @@ def test_search_command_end_to_end(fitted, tmp_path):
         "--json",
         json_path,
     )
-    assert result.exit_code == 0, result.output
+    payload = json.loads(json_path.read_text())  # written even where the budget was missed
+    # the result's fresh timing decides: over T (or under 0.9 T) fails the command, saying so
+    missed = payload["budget_missed"]
+    assert result.exit_code == (1 if missed else 0), result.output
+    assert missed is None or missed in result.output
     assert "E[LAT]" in result.output and "entropy" in result.output and "val acc" in result.output
-    payload = json.loads(json_path.read_text())
     assert {"arch", "target_ms", "predicted_ms", "measured_ms", "accuracy", "search_s"} <= set(
         payload
     )
@@ -154,8 +158,14 @@ def test_search_command_end_to_end(fitted, tmp_path):
     for number, row in enumerate(rounds, start=1):
         assert row["round"] == number and row["predicted_ms"] <= target
         assert f"round {number}: predicted {row['predicted_ms']:.4f} ms" in result.output
+    # the result is timed afresh; its prediction is that of the round it was first derived in
     chosen = [r for r in rounds if r["arch_index"] == payload["arch_index"]]
-    assert chosen and payload["measured_ms"] in [r["measured_ms"] for r in chosen]
+    assert chosen and payload["predicted_round"] == chosen[0]["predicted_round"]
+    assert payload["predicted_ms"] == chosen[0]["predicted_ms"]
+    fresh = (payload["predicted_ms"] - payload["measured_ms"]) / payload["measured_ms"]
+    assert payload["error"] == pytest.approx(fresh)
+    assert "result timed afresh" in result.output
+    assert payload["hard_budget"] is True and isinstance(payload["predicted_seen"], bool)
     assert "measured / T" in result.output
     network = Network.load(out / "net.config")
     assert list(SPACE.arch_of(network)) == payload["arch_index"]
@@ -164,7 +174,10 @@ def test_search_command_end_to_end(fitted, tmp_path):
     assert (out / "checkpoint.pt").is_file()
     with MeasurementStore(fitted["db"]) as store:
         timed = store.networks(fitted["device"].name)
-    assert (timed["origin"] == "search").sum() >= 1
+        env_id = fitted["predictor"].meta["env_id"]
+        stored = store.network_stats(fitted["device"].name, tuple(network.ops), env_id)
+    assert (timed["origin"] == "search").sum() >= len({tuple(r["arch_index"]) for r in rounds})
+    assert stored.median_ms == payload["measured_ms"]  # the fresh timing, stored last
 
 
 def test_no_epochs_gives_the_range_at_once(fitted, tmp_path):
@@ -219,7 +232,7 @@ def test_the_loop_refits_a_wrong_f_and_times_again(fitted, tmp_path):
     _, fastest = table.fastest()
     _, slowest = table.slowest()
     target = round(fastest + 0.5 * (slowest - fastest), 4)
-    wrong = load_predictor(fitted["device"].name, fitted["data_dir"])
+    wrong = space_predictor(load_predictor(fitted["device"].name, fitted["data_dir"]), SPACE, 1)
     wrong.overhead_ms += 0.4 * target
     told = wrong.overhead_ms
     notes = Notes()
@@ -229,7 +242,9 @@ def test_the_loop_refits_a_wrong_f_and_times_again(fitted, tmp_path):
     first, *rest = result.rounds
     assert rest, "a 40% error must start another round"
     assert abs(first.error) > 0.2
-    assert abs(rest[-1].error) < abs(first.error) / 2
+    # each round is timed once, so one round may catch a burst of load: the best of the later
+    # rounds shows the refit, not the last alone
+    assert min(abs(r.error) for r in rest) < abs(first.error) / 2
     assert first.refit_s > 0 and result.loop_s > 0
     assert any(line.startswith("refit F's network terms") for line in notes.lines)
     assert sum(line.startswith("round ") for line in notes.lines) == len(result.rounds)
@@ -261,9 +276,9 @@ def test_search_against_imported_data(fitted, tmp_path, published):
     assert payload["measured_ms"] is None and payload["measured_on"] is None
     assert "nothing was measured" in payload["note"]
     assert abs(payload["predicted_ms"] / 80 - 1) <= 0.02
-    # the same search, its result timed through a device file
+    # the same search, its result timed through a device file, replacing the first one's files
     out = tmp_path / "timed.json"
-    args = ["--measure-on", fitted["device_file"], "--rounds", 1, "--json", out]
+    args = ["--measure-on", fitted["device_file"], "--rounds", 1, "--json", out, "--overwrite"]
     result = invoke("search", "--device", "proxyless-phone", *common, *args)
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
@@ -275,7 +290,10 @@ def test_reinforce_strategy_runs(fitted, tmp_path):
     digits = load_dataset("digits", SPACE.input_hw, seed=0)
     subset = Split(digits.train.x[:320], digits.train.y[:320])  # real digits, fewer of them
     data = Dataset("digits", subset, digits.val, digits.test, 10)
-    config = SearchConfig(target_ms=0.2, strategy="reinforce", epochs=1, warmup_epochs=0, seed=0)
+    _, fastest = fitted["table"].fastest()
+    config = SearchConfig(
+        target_ms=fastest * 1.5, strategy="reinforce", epochs=1, warmup_epochs=0, seed=0
+    )
     result = run_search(
         fitted["device"],
         config,

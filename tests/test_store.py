@@ -12,8 +12,8 @@ from readonly_support import read_only
 
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
-from latkit.records import Environment, Stats
-from latkit.store import SCHEMA_VERSION, MeasurementStore, redact
+from latkit.records import LOAD_FIELDS, Environment, Stats
+from latkit.store import SCHEMA_VERSION, TABLES, MeasurementStore, is_url, redact
 
 ENV = Environment("onnxruntime", "1.0", 1, 1, "cpu-model")
 OP = OpSpec("mbconv", 28, 40, 40, kernel=5, expand=6, skip=True)
@@ -91,6 +91,22 @@ def test_derived_statistics_read_back_as_unknown(store_location):
     assert not row["exact"] and row["unstable"] and row["attempts"] == 3
     assert math.isnan(back.p10_ms) and not back.exact and back.unstable and back.attempts == 3
     assert (back.median_ms, back.runs, back.block) == (1.0, 30, 1)
+
+
+def test_the_machines_load_is_stored_with_each_row_and_unknown_reads_as_nan(store_location):
+    busy = Stats(
+        1.0, 1.0, 0.1, 0.9, 1.2, 0.95, 1.1, 0.2, 30, unstable=True, busy_cores=1.7, steal=0.02
+    )
+    with MeasurementStore(store_location) as store:
+        store.add("dev", OP, busy, ENV)
+        store.add("dev", OP.replace(kernel=3), stats(2.0), ENV)  # a phone's: load unknown
+        ops = (OP, OP.replace(kernel=3))
+        store.add_network("dev", ops, busy, ENV, name="n")
+        frame = store.dataframe("dev").set_index("kernel")
+        back = store.network_stats("dev", ops, ENV.env_id)
+    assert frame.loc[5, "busy_cores"] == 1.7 and frame.loc[5, "steal"] == 0.02
+    assert math.isnan(frame.loc[3, "busy_cores"]) and math.isnan(frame.loc[3, "steal"])
+    assert (back.busy_cores, back.steal, back.unstable) == (1.7, 0.02, True)
 
 
 def test_networks_table(store_location):
@@ -202,6 +218,48 @@ def test_version_1_store_is_upgraded_in_place(tmp_path):
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
+def _version_2_store(location: str) -> None:
+    """A store as latkit wrote it before the machine's load was stored (schema version 2),
+    holding one op row, created with the back end's own client."""
+    statements = [
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        "INSERT INTO schema_version VALUES (2)",
+    ]
+    for table, (columns, key) in TABLES.items():
+        body = ", ".join(f"{name} {kind}" for name, kind in columns if name not in LOAD_FIELDS)
+        statements.append(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({', '.join(key)}))")
+    statements.append(
+        "INSERT INTO measurements (device, key, env_id, median_ms, cv, runs, exact, unstable, "
+        "measured_at) VALUES ('old', 'k1', 'e1', 1.5, 0.01, 50, 1, 0, 1.0)"
+    )
+    if is_url(location):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            for sql in statements:
+                conn.execute(sql)
+    else:
+        with sqlite3.connect(location) as conn:
+            for sql in statements:
+                conn.execute(sql)
+
+
+def test_version_2_store_gains_the_load_columns_after_the_old_ones(store_location):
+    _version_2_store(store_location)
+    with MeasurementStore(store_location) as store:
+        old = store.dataframe("old").iloc[0]
+        store.add("new", OP, stats(2.0, busy_cores=0.4, steal=0.0), ENV)
+        new = store.dataframe("new").iloc[0]
+        columns, _ = store._query("SELECT * FROM measurements LIMIT 0")
+        version = store._query("SELECT version FROM schema_version")[1]
+    assert old["median_ms"] == 1.5 and not old["unstable"]  # old rows kept as they were
+    assert math.isnan(old["busy_cores"]) and math.isnan(old["steal"])  # and their load unknown
+    assert (new["busy_cores"], new["steal"]) == (0.4, 0.0)
+    expected = [name for name, _ in TABLES["measurements"][0]]
+    assert columns == expected and columns[-2:] == list(LOAD_FIELDS)
+    assert [tuple(r) for r in version] == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 3
+
+
 def test_read_only_sqlite_store_reads_and_refuses_writes_in_one_line(tmp_path):
     path = tmp_path / "ro" / "s.sqlite"
     with MeasurementStore(path) as store:
@@ -259,3 +317,69 @@ def test_read_only_filesystem_is_clear():
     # /proc refuses new files even to root, so this holds in CI as well
     with pytest.raises(LatkitError, match="cannot open the measurement store"):
         MeasurementStore("/proc/latkit/s.sqlite")
+
+
+def test_a_network_keeps_the_origin_it_was_first_timed_with(store_location):
+    """A network `validate` timed and a search later re-timed stays a validation network: its
+    statistics are updated, its origin is not, so `fit` never learns from it."""
+    ops = (OP, OP.replace(kernel=3))
+    with MeasurementStore(store_location) as store:
+        assert store.network_origin("dev", ops, ENV.env_id) is None
+        store.add_network("dev", ops, stats(5.0), ENV, name="n", origin="validate")
+        store.add_network("dev", ops, stats(4.0, exact=True), ENV, name="n", origin="search")
+        assert store.network_origin("dev", ops, ENV.env_id) == "validate"
+        assert store.network_stats("dev", ops, ENV.env_id) == stats(4.0, exact=True)
+        frame = store.networks("dev")
+        other = ENV.timed_with({"runs": 5})  # another environment is another timing
+        store.add_network("dev", ops, stats(6.0), other, name="n", origin="search")
+        assert store.network_origin("dev", ops, other.env_id) == "search"
+        assert store.network_origin("dev", ops[:1], ENV.env_id) is None
+        assert store.network_origin("elsewhere", ops, ENV.env_id) is None
+    assert frame["origin"].tolist() == ["validate"] and frame["median_ms"].tolist() == [4.0]
+
+
+def test_a_lazy_store_is_created_by_its_first_write_only(tmp_path):
+    path = tmp_path / "new" / "s.sqlite"
+    with MeasurementStore(path, lazy=True) as store:
+        assert store.dataframe().empty and store.networks().empty and store.devices() == []
+        assert store.device("dev") is None and store.measured_keys("dev") == set()
+    assert not path.parent.exists()  # reading created neither the file nor its folder
+    with MeasurementStore(path, lazy=True) as store:
+        store.add("dev", OP, stats(1.0), ENV)
+        assert path.exists() and store.measured_keys("dev") == {OP.key}
+    with MeasurementStore(path, lazy=True) as store:  # an existing file opens as before
+        assert len(store.dataframe("dev")) == 1
+
+
+def test_a_lazy_store_sees_a_file_another_writer_created(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with MeasurementStore(path, lazy=True) as reader:
+        assert reader.dataframe().empty
+        with MeasurementStore(path) as writer:
+            writer.add("dev", OP, stats(1.0), ENV)
+        assert reader.measured_keys("dev") == {OP.key}
+
+
+def test_a_lazy_store_still_refuses_a_path_it_could_never_create(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LatkitError, match="cannot open the measurement store.*is a file"):
+        MeasurementStore(blocker / "s.sqlite", lazy=True)
+    with pytest.raises(LatkitError, match="cannot open the measurement store.*--db"):
+        MeasurementStore("/proc/latkit/s.sqlite", lazy=True)
+    (tmp_path / "ro").mkdir()
+    with read_only(tmp_path / "ro") as folder:
+        with pytest.raises(LatkitError, match="cannot open the measurement store") as info:
+            MeasurementStore(folder / "sub" / "s.sqlite", lazy=True)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro"]
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_create_makes_the_file_before_any_write(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with MeasurementStore(path, lazy=True) as store:
+        store.create()
+        assert path.exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

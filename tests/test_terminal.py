@@ -40,7 +40,8 @@ def _commands(root: Path) -> list[str]:
         f"profile --device {device} --space proxyless-tiny --limit 8 --db s.sqlite",
         f"profile --device {device} --space proxyless-tiny --db s.sqlite",
         f"fit --device {device} --db s.sqlite --data-dir data",
-        f"search --device {device} --target-ms 0.2 --db s.sqlite --data-dir data {quick}",
+        f"search --device {device} --target-ms 0.2 --db s.sqlite --data-dir data {quick} "
+        "--overwrite",
         f"quickstart --db qs.sqlite --data-dir qsdata --networks 2 {quick}",
     ]
 

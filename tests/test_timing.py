@@ -147,7 +147,8 @@ def test_an_op_that_settles_on_retry_is_not_flagged():
     stats = outcome.stats()
     pooled = [2.0, 2.6, 2.0, 2.0, 2.0, 2.0]
     assert np.std(pooled[:3], ddof=1) / np.mean(pooled[:3]) > 0.15  # the first attempt failed
-    assert (stats.attempts, stats.unstable, stats.runs) == (2, False, 6)
+    assert (stats.attempts, outcome.unstable, stats.runs) == (2, False, 6)
+    assert stats.unstable == outcome.contended  # flagged only if the machine was busy
     assert stats.cv == pytest.approx(np.std(pooled, ddof=1) / np.mean(pooled))
 
 
@@ -187,3 +188,71 @@ def test_measurement_statistics():
     assert s.exact and s.block == 1 and (s.attempts, s.unstable) == (1, False)
     blocked = Measurement(m.rounds, block=10)
     assert blocked.stats().median_ms == s.median_ms and blocked.timed_s == pytest.approx(0.18)
+
+
+def test_timing_runs_without_gc_pinned_to_one_core_and_restores_both():
+    import gc
+    import os
+
+    from latkit.profilers.timing import least_busy_core, quiet_timing
+
+    allowed = os.sched_getaffinity(0)
+    seen = []
+
+    def run() -> None:
+        seen.append((gc.isenabled(), os.sched_getaffinity(0)))
+
+    plan = Timing(warmup=1, runs=2, rounds=1, min_block_ms=0)
+    measure_interleaved([run], HostClock(), plan, pin=True)
+    assert seen and all(not enabled for enabled, _ in seen)
+    expected = 1 if len(allowed) > 1 else len(allowed)
+    assert all(len(cores) == expected and cores <= allowed for _, cores in seen)
+    assert gc.isenabled() and os.sched_getaffinity(0) == allowed
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        with quiet_timing(pin=False):
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert least_busy_core(allowed, sample_s=0.01) in allowed
+
+
+def test_torch_profiler_gives_back_torch_threads_on_close(tmp_path):
+    import torch
+
+    from latkit.devices import parse_device
+    from latkit.profilers import get_profiler
+
+    before = torch.get_num_threads()
+    device = parse_device(
+        {"name": "t", "kind": "cpu", "runtime": "torch", "threads": before + 1}, "t.yaml"
+    )
+    profiler = get_profiler(device)
+    assert torch.get_num_threads() == before + 1
+    profiler.close()
+    assert torch.get_num_threads() == before
+
+
+def test_every_outcome_carries_the_load_and_a_contended_one_is_flagged():
+    import os
+
+    from latkit.profilers.load import Load, core_count
+    from latkit.profilers.timing import Outcome
+
+    plan = Timing(warmup=1, runs=3, rounds=2, max_cv=10.0, min_block_ms=0)
+    outcomes = measure_interleaved([lambda: None, lambda: None], HostClock(), plan, pin=True)
+    loads = {outcome.load for outcome in outcomes}
+    assert len(loads) == 1  # one stretch, one load for all its ops
+    (load,) = loads
+    if os.path.exists("/proc/stat"):  # measured over the cores the process may use, not one
+        assert load.known and load.cores == core_count()
+    stats = outcomes[0].stats()
+    assert stats.unstable == load.contended and stats.busy_cores == load.busy_cores
+
+    calm = Measurement(((1.0, 1.0), (1.0, 1.0)))
+    busy = Outcome(calm, attempts=1, unstable=False, load=Load(1.9, 0.0, 4.0, 2))
+    quiet = Outcome(calm, attempts=1, unstable=False, load=Load(0.1, 0.0, 1.0, 2))
+    assert busy.stats().unstable and busy.stats().busy_cores == 1.9  # rounds agreed: busy
+    assert not quiet.stats().unstable and quiet.stats().steal == 0.0
+    assert not Outcome(calm, attempts=1, unstable=False).stats().unstable  # load unknown

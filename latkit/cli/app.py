@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import typer
 
 from latkit.cli.output import err_console, labelled, print_wall_time
 from latkit.errors import LatkitError
-from latkit.files import writable_folder
 
 app = typer.Typer(
     name="latkit",
@@ -68,12 +69,27 @@ def _option(param: typer.CallbackParam) -> str:
     return max(param.opts, key=len) if param.opts else str(param.name)
 
 
+def creatable_folder(folder: Path, what: str) -> Path:
+    """`folder` once it is known that it exists or could be created and would take new files,
+    without creating it: a command that then stops on another input leaves no empty folder
+    behind (writers create their folders when they write)."""
+    chain = (folder, *folder.parents)
+    blocker = next((p for p in chain if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise LatkitError(f"{what}: cannot create folder {folder}: {blocker} is a file")
+    existing = next(p for p in chain if p.exists())
+    mode = os.W_OK | os.X_OK
+    if not os.access(existing, mode, effective_ids=os.access in os.supports_effective_ids):
+        raise LatkitError(f"{what}: folder {existing} is not writable")
+    return folder
+
+
 def writable_file(ctx: typer.Context, param: typer.CallbackParam, value):
     """Option callback: an output file whose folder cannot take it is refused before any work."""
     if value is not None:
         if value.is_dir():
             raise LatkitError(f"{_option(param)} {value}: is a folder; give a file name")
-        writable_folder(value.parent, f"{_option(param)} {value}")
+        creatable_folder(value.parent, f"{_option(param)} {value}")
     return value
 
 
@@ -82,15 +98,16 @@ def writable_dir(ctx: typer.Context, param: typer.CallbackParam, value):
     if value is not None:
         if value.exists() and not value.is_dir():
             raise LatkitError(f"{_option(param)} {value}: is a file, not a folder")
-        writable_folder(value, f"{_option(param)} {value}")
+        creatable_folder(value, f"{_option(param)} {value}")
     return value
 
 
 def open_store(db: str):
-    """The store at `db` (created on first use)."""
+    """The store at `db`. A new SQLite file is only created by the first write, so a command
+    that stops on a bad input, or only reads, leaves no store behind."""
     from latkit.store import MeasurementStore
 
-    return MeasurementStore(db)
+    return MeasurementStore(db, lazy=True)
 
 
 def resolve_device(value: str, store=None):
@@ -99,8 +116,6 @@ def resolve_device(value: str, store=None):
     Returns the DeviceConfig when one is known (a file, or a name whose file was registered),
     else the bare name (imported data has a name but no file).
     """
-    from pathlib import Path
-
     from latkit.devices import load_device, parse_device
 
     path = Path(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -22,6 +23,14 @@ from latkit.cli.output import console, indented, labelled, print_fields, reporti
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
 
+#: more ops than any space holds: a larger --limit is a typo
+MAX_OPS = 100_000
+#: unstable keys listed after a profile; `latkit measurements` shows them all
+SHOWN_KEYS = 10
+#: the profile options that choose what is measured again: a help panel of their own, so that
+#: their long names leave the other options' help its width
+REDO = "What to measure again"
+
 
 @app.command()
 def profile(
@@ -34,12 +43,23 @@ def profile(
     ),
     space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    limit: int | None = typer.Option(None, min=1, help="Measure only the first N ops."),
-    fresh: bool = typer.Option(False, "--fresh", help="Re-measure ops already in the store."),
+    limit: int | None = typer.Option(
+        None, min=1, max=MAX_OPS, help="Measure only the first N ops."
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Re-measure ops already in the store.", rich_help_panel=REDO
+    ),
+    only_unstable: bool = typer.Option(
+        False,
+        "--only-unstable",
+        help="Re-measure only the stored rows flagged unstable.",
+        rich_help_panel=REDO,
+    ),
     resume: bool = typer.Option(
         True,
         "--resume/--no-resume",
         help="Skip ops already measured (the default); --no-resume = --fresh.",
+        rich_help_panel=REDO,
     ),
     keep: bool = typer.Option(False, "--keep", help="Android: leave pushed files on the phone."),
     json_out: Path | None = typer.Option(
@@ -54,6 +74,9 @@ def profile(
     With several --device options the devices are profiled concurrently, each with its own
     progress line. A device that drops out (unplugged, killed) stops alone with a line saying
     why; the others finish, and running the same command again resumes only what is missing.
+
+    Rows timed while other processes left no core free are flagged unstable, like rows whose
+    rounds disagreed; --only-unstable re-measures just those, e.g. once the machine is quiet.
     """
     from latkit.spaces import load_space
     from latkit.workflows.fleet import DeviceOutcome, check_fleet, profile_fleet
@@ -66,6 +89,14 @@ def profile(
             limit=limit, fresh=fresh or not resume, keep_files=keep, raw_dir=raw_dir(store)
         )
         check_fleet(configs, keep)
+        if only_unstable:
+            if len(configs) > 1:
+                raise LatkitError(
+                    "--only-unstable re-measures one device at a time: give one --device"
+                )
+            settings["only_unstable"] = True
+        if len(configs) > 1:
+            store.create()  # before the workers, so they never race to create one file
         if len(configs) == 1:
             with reporting() as reporter:
                 summary = profile_space(configs[0], chosen, store, reporter=reporter, **settings)
@@ -76,17 +107,15 @@ def profile(
         outcomes = fleet.outcomes
     console.print(_profile_table(outcomes))
     for outcome in outcomes:
-        if outcome.summary and outcome.summary.unstable:
-            text = (
-                f"{outcome.device}: {len(outcome.summary.unstable)} op(s) still above max_cv "
-                "after every retry, stored with unstable = true:"
-            )
-            for line in wrap(text, console.width):
-                console.print(line, style="yellow", soft_wrap=True)
-            for key in outcome.summary.unstable:
-                console.print(indented(key, console.width, 2), soft_wrap=True)
+        if outcome.summary:
+            _print_unstable(outcome.summary)
         if outcome.error:
             console.print(labelled(f"{outcome.device} stopped: ", "yellow", outcome.error))
+    given = {config.name: arg for config, arg in zip(configs, device)}
+    for outcome in outcomes:
+        if outcome.summary:
+            command = _remeasure(given.get(outcome.device, outcome.device), space, db, limit)
+            _print_health(outcome.summary, command, fleet=len(outcomes) > 1)
     if json_out:
         data = outcomes[0].summary.to_json() if len(configs) == 1 else fleet.to_json()
         write_json(json_out, data)
@@ -97,6 +126,50 @@ def profile(
             f"({', '.join(o.device for o in failed)}); their finished ops are stored: run the "
             "same command again to measure only what is missing"
         )
+
+
+def _print_unstable(summary) -> None:
+    """The keys of a profile's rows whose rounds still disagreed after every retry (the first
+    `SHOWN_KEYS`); rows flagged because the machine was busy are only counted, in the last
+    line (`_print_health`), since their cause is known."""
+    busy = set(summary.busy)
+    shaky = [key for key in summary.unstable if key not in busy]
+    if not shaky:
+        return
+    text = (
+        f"{summary.device}: {len(shaky)} row(s) still above max_cv after every retry, "
+        "stored with unstable = true:"
+    )
+    for line in wrap(text, console.width):
+        console.print(line, style="yellow", soft_wrap=True)
+    for key in shaky[:SHOWN_KEYS]:
+        console.print(indented(key, console.width, 2), soft_wrap=True)
+    if len(shaky) > SHOWN_KEYS:
+        console.print(f"  ... and {len(shaky) - SHOWN_KEYS} more (latkit measurements lists them)")
+
+
+def _remeasure(device: str, space: str, db: str, limit: int | None) -> str:
+    """The command that re-measures a profile's unstable rows."""
+    from latkit.store import redact
+
+    words = ["latkit", "profile", "--device", device, "--space", space]
+    if db != DEFAULT_DB:
+        words += ["--db", redact(db)]
+    if limit:
+        words += ["--limit", str(limit)]
+    return shlex.join([*words, "--only-unstable"])
+
+
+def _print_health(summary, command: str, fleet: bool) -> None:
+    """The summary's last word: how many rows are unstable and how to re-measure them."""
+    text = summary.health()
+    if fleet:
+        text = f"{summary.device}: {text}"
+    if summary.unstable:
+        text += f": {command} re-measures them"
+    style = "yellow" if summary.unstable else None
+    for line in wrap(text, console.width):
+        console.print(line, style=style, soft_wrap=True)
 
 
 def raw_dir(store) -> Path:
@@ -182,9 +255,12 @@ def _yes(flag) -> bool:
 
 def _notes(row) -> str:
     """What a reader must know about a row's statistics, in a word or two each."""
+    from latkit.profilers.load import contended, core_count
+
     notes = [] if _yes(row.exact) else ["derived"]
     if _yes(row.unstable):
-        notes.append("unstable")
+        busy = contended(row.busy_cores, row.steal, core_count())
+        notes.append("unstable: timed busy" if busy else "unstable")
     if row.block and row.block > 1:
         notes.append(f"blocks of {int(row.block)}")
     return ", ".join(notes)
@@ -237,6 +313,7 @@ def time_network(
             profiler = get_profiler(config, ProfilerOptions(reporter=reporter))
             try:
                 rows = time_networks(profiler, store, nets, with_ops=ops)
+                health = _op_health(profiler, store, nets) if ops else None
             finally:
                 profiler.close()
     table = Table(
@@ -255,5 +332,20 @@ def time_network(
             f"{row.cv:.2%}",
         )
     console.print(table)
+    if health is not None:
+        text = f"ops: {health.describe()}"
+        if health.unstable:
+            text += f": {_remeasure(device, 'SPACE', db, None)} re-measures those of SPACE"
+        for line in wrap(text, console.width):
+            console.print(line, style="yellow" if health.unstable else None, soft_wrap=True)
     if json_out:
         write_json(json_out, {"device": config.name, "networks": [r.to_json() for r in rows]})
+
+
+def _op_health(profiler, store, nets):
+    """The stored rows of the networks' ops: how many are unstable (`RowHealth`)."""
+    from latkit.profilers.session import row_health
+
+    ops = [op for net in nets for op in net.ops if op.type != "zero"]
+    keys = {op.key for op in profiler.prepare(ops)}
+    return row_health(store, profiler.device.name, profiler.environment().env_id, keys)

@@ -8,6 +8,7 @@ import typer
 
 from latkit.cli.app import app, writable_dir
 from latkit.cli.output import console, reporting
+from latkit.devices import MAX_BATCH
 
 
 @app.command()
@@ -26,7 +27,7 @@ def export(
         "--arch",
         help="A ProxylessNAS net.config JSON: write this whole network as one file instead.",
     ),
-    batch: int = typer.Option(1, min=1, help="Batch size baked into the files."),
+    batch: int = typer.Option(1, min=1, max=MAX_BATCH, help="Batch size baked into the files."),
 ) -> None:
     """Write one model file per distinct op of a space (named by its key) and manifest.json.
 

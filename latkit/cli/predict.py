@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 DATA_HELP = "Folder for predictors and reports (the predictor goes to `DATA_DIR/<device>/`)."
 DEVICE_HELP = "Device file (YAML) or the name of a device already in the store."
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+#: the seeds numpy and scikit-learn accept: anything else would fail deep inside a fit
+MAX_SEED = 2**32 - 1
+#: more networks than anyone times or fits on: a larger count is a typo
+MAX_NETWORKS = 100_000
+#: the largest input size a network config may be predicted at
+MAX_RESOLUTION = 4_096
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
@@ -58,13 +64,12 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
     return table
 
 
-def _import_target(value: str, store) -> str:
-    """The device name rows are imported under: a device file's name, or a (new) plain name."""
+def _import_target(value: str, store):
+    """The device rows are imported under: a device file's config, or a (new) plain name. Not
+    registered here: the import registers it once the file has been read and checked."""
     path = Path(value)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        device = resolve_device(value, store)
-        store.register_device(device)
-        return device_name(device)
+        return resolve_device(value, store)
     if not NAME.match(value):
         raise LatkitError(
             f"--device {value!r}: a device name may only hold letters, digits, '.', '_' and '-'"
@@ -84,7 +89,9 @@ def fit(
     test_fraction: float = typer.Option(
         0.2, min=0.0, max=0.9, help="Share of rows (or networks) held out for the printed metrics."
     ),
-    seed: int = typer.Option(0, help="Seeds the held-out split and the model fitting."),
+    seed: int = typer.Option(
+        0, min=0, max=MAX_SEED, help="Seeds the held-out split and the model fitting."
+    ),
     networks: Path | None = typer.Option(
         None,
         "--networks",
@@ -98,6 +105,7 @@ def fit(
         None,
         "--train",
         min=2,
+        max=MAX_NETWORKS,
         help="With --networks: fit on N networks picked at random (seeded) and score all the "
         "others (few-shot: 10 or 20 timings scored on hundreds); replaces --test-fraction.",
     ),
@@ -126,15 +134,17 @@ def fit(
     From op rows (the default): every measured op becomes a table entry (an exact hit returns the
     measured value), and the model families, compared on the same splits of the rows, answer for
     every other op: the best on random folds inside the profiled range, the best with the widest
-    ops held out outside it. Whole-network timings already in the store set the per-network
-    overhead and calibrate the network interval.
+    ops, largest inputs and largest kernels held out outside it. Whole-network timings already in
+    the store (never validate's) set what a network pays beyond its ops, per space, and
+    calibrate the network interval (CV+).
 
     From networks (--networks): network = sum of F(op) + overhead, fitted by least squares with a
     per-op cost model, so F generalises to op combinations never timed together; with --prior
     or --calibrate, around an existing predictor.
 
-    Every answer of F comes with a 90% interval (split-conformal on held-out residuals); the
-    printed coverage is how often it held on the held-out rows or networks.
+    Every answer of F comes with a 90% interval (conformal on residuals used neither to fit nor
+    to choose the model); the printed coverage is how often it held on the held-out rows or
+    networks.
     """
     from latkit.predictors import predictor_path
 
@@ -143,24 +153,28 @@ def fit(
     if calibrate and prior is not None:
         raise LatkitError("--calibrate and --prior both set the prior: give one")
     with open_store(db) as store:
+        new = False
         if networks is None:
             resolved = resolve_device(device, store)
             name = device_name(resolved)
             result = _fit_ops(store, name, test_fraction, seed, data_dir)
         else:
-            resolved = _network_target(device, store)
+            resolved, new = _network_target(device, store)
             name = device_name(resolved)
+            samples = _network_samples(resolved, networks)
             base = _prior(store, name, prior, calibrate, seed, data_dir)
-            result = _fit_networks(resolved, networks, base, test_fraction, train, seed)
+            result = _fit_networks(resolved, samples, base, test_fraction, train, seed)
             result.predictor.save(predictor_path(name, data_dir))
-        store.register_device(resolved)  # once fitted, the name alone finds the device
+        # only once fitted: a bad input never leaves a device behind, and the name alone finds it
+        store.register_device(resolved)
+        if new:
+            _say_new_device(name, store)
     predictor = result.predictor
     print_fields(
         [
             f"fitted {name}:",
             f"family {predictor.meta.get('family')},",
             f"{result.n_train} training / {result.n_test} held-out {result.unit},",
-            f"overhead {predictor.overhead_ms:.3f} ms per network",
             f"-> {shown(predictor_path(name, data_dir))}",
         ],
         sep=" ",
@@ -173,6 +187,10 @@ def fit(
         console.print(
             _metrics_table(f"held-out {result.unit}", {predictor.meta["family"]: result.test})
         )
+    groups = predictor.meta.get("network_cv", {})
+    if groups:
+        rows = {f"{key} ({m['n']})": m for key, m in groups.items()}
+        console.print(_metrics_table("calibration networks, each held out (CV+)", rows))
     if json_out:
         write_json(
             json_out,
@@ -185,30 +203,31 @@ def fit(
                 "n_test": result.n_test,
                 "interval_level": predictor.level,
                 "test": result.test,
+                "networks": groups,
             },
         )
 
 
-def _network_target(device: str, store):
-    """The device a network fit is for: a device file, a known device, or a new name, which is
-    created (with a note: it has no device file, so it can be predicted but not profiled)."""
+def _network_target(device: str, store) -> tuple[object, bool]:
+    """(the device a network fit is for, whether it is new): a device file, a known device, or
+    a new name, which the fit creates once it succeeds (it has no device file)."""
     path = Path(device)
     if path.suffix in (".yaml", ".yml") or path.exists() or store.device(device) is not None:
-        resolved = resolve_device(device, store)
-        store.register_device(resolved)
-        return resolved
+        return resolve_device(device, store), False
     if not NAME.match(device):
         raise LatkitError(
             f"--device {device!r}: a device name may only hold letters, digits, '.', '_' and '-'"
         )
-    store.register_device(device)
+    return device, True
+
+
+def _say_new_device(name: str, store) -> None:
     err_console.print(
-        f"new device {device!r} in {store.path}: it has no device file, so F is fitted from "
+        f"new device {name!r} in {store.path}: it has no device file, so F is fitted from "
         "the networks alone and the device can be predicted (latkit predict), not profiled",
         highlight=False,
         soft_wrap=True,
     )
-    return device
 
 
 def _prior(store, name: str, prior: str | None, calibrate: bool, seed: int, data_dir: Path):
@@ -256,14 +275,22 @@ def _fit_ops(store, name: str, test_fraction: float, seed: int, data_dir: Path) 
     )
 
 
+def _network_samples(device, networks: Path) -> list:
+    """The (ops, ms) pairs of NETS.jsonl at the device's batch size, read before anything is
+    fitted or stored, so a bad file stops the fit with nothing changed."""
+    from latkit.predictors import load_network_samples
+
+    batch = 1 if isinstance(device, str) else device.batch_size
+    return load_network_samples(networks, batch=batch)
+
+
 def _fit_networks(
-    device, networks: Path, base, test_fraction: float, train: int | None, seed: int
+    device, samples: list, base, test_fraction: float, train: int | None, seed: int
 ) -> _Fitted:
-    from latkit.predictors import fit_networks, load_network_samples
+    from latkit.predictors import fit_networks
 
     name = device_name(device)
     batch = 1 if isinstance(device, str) else device.batch_size
-    samples = load_network_samples(networks, batch=batch)
     predictor, test = fit_networks(
         samples, test_fraction=test_fraction, seed=seed, base=base, n_train=train, device=name
     )
@@ -299,7 +326,11 @@ def predict(
         "ofa-mbv3", help="Space that once-for-all subnet choices refer to (name or YAML)."
     ),
     resolution: int | None = typer.Option(
-        None, "--resolution", min=1, help="Input size for configs that do not give one."
+        None,
+        "--resolution",
+        min=1,
+        max=MAX_RESOLUTION,
+        help="Input size for configs that do not give one.",
     ),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " Stored end-to-end timings are shown."),
     data_dir: Path = typer.Option(Path("data"), help=DATA_HELP),
@@ -351,9 +382,11 @@ def predict(
 @app.command()
 def validate(
     device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to time on."),
-    networks: int = typer.Option(50, "--networks", min=1, help="How many random networks."),
+    networks: int = typer.Option(
+        50, "--networks", min=1, max=MAX_NETWORKS, help="How many random networks."
+    ),
     space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
-    seed: int = typer.Option(0, help="Seeds which architectures are sampled."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seeds which architectures are sampled."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
     data_dir: Path = typer.Option(Path("data"), help=DATA_HELP, callback=writable_dir),
     json_out: Path | None = typer.Option(
@@ -432,8 +465,9 @@ def import_lut_command(
     from latkit.predictors import import_lut
 
     with open_store(db) as store:
-        name = _import_target(device, store)
-        dialect, count = import_lut(store, file, name)
+        target = _import_target(device, store)
+        dialect, count = import_lut(store, file, target)
+        name = device_name(target)
     console.print(f"imported {count} ops ({dialect} dialect) from {file} as device {name!r}")
 
 
@@ -457,19 +491,22 @@ def export_lut_command(
 
 @app.command("import-measurements")
 def import_measurements_command(
-    file: Path = typer.Argument(..., help="CSV: op spec columns plus latency_ms."),
+    file: Path = typer.Argument(..., help="CSV: op spec columns plus latency_ms or median_ms."),
     device: str = typer.Option(..., "--device", "-d", help="Device name to store the rows under."),
     db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
 ) -> None:
     """Import latencies measured elsewhere from a CSV.
 
     Columns: type, input_hw, cin, cout (required) and stride, kernel, expand, groups, se, act,
-    skip, batch (optional, with the op defaults), plus latency_ms (ms); std_ms and runs are
-    optional. A bad row stops the import with its line number, before anything is stored.
+    skip, batch (optional, with the op defaults), plus latency_ms (ms); std_ms, runs and the
+    other statistics are optional. The CSV of `latkit measurements --csv` imports as it is
+    (median_ms is the latency). A bad row stops the import with its line number, before
+    anything is stored.
     """
     from latkit.predictors import import_measurements
 
     with open_store(db) as store:
-        name = _import_target(device, store)
-        count = import_measurements(store, file, name)
+        target = _import_target(device, store)
+        count = import_measurements(store, file, target)
+        name = device_name(target)
     console.print(f"imported {count} rows from {file} as device {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,10 +34,58 @@ from latkit.cli.output import (
 )
 from latkit.errors import LatkitError
 from latkit.files import write_json
-from latkit.workflows.defaults import ARCH_LR, LOSS, ROUNDS
+from latkit.workflows.defaults import (
+    ARCH_LR,
+    LOSS,
+    MAX_ARCH_LR,
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_NETWORKS,
+    MAX_NPROC,
+    MAX_ROUNDS,
+    MAX_SEED,
+    ROUNDS,
+    free_cores,
+    usable_cores,
+)
 
 DATA_HELP = "Folder of fitted predictors; results go to `DATA_DIR/<device>/` unless --out is given."
 THREADS_HELP = "Torch threads for training (0: torch's default, all cores)."
+SEARCH_THREADS_HELP = (
+    "Torch threads for training. Default: the cores free now (usable cores minus the 1-minute "
+    "load average, at least 1), printed; 0: torch's default (all cores)."
+)
+#: the cores this process may use: the most threads or processes worth asking for
+CORES = usable_cores()
+
+
+def positive(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """Option callback: a finite number > 0 (a NaN or infinite one parses as a float)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}")
+    return value
+
+
+def bounded(
+    high: float,
+) -> Callable[[typer.Context, typer.CallbackParam, float | None], float | None]:
+    """Option callback: a finite number > 0 and at most `high`."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+        if positive(ctx, param, value) is not None and value > high:
+            raise typer.BadParameter(f"must be at most {high:g}, got {value:g}")
+        return value
+
+    return check
+
+
+def non_negative(
+    ctx: typer.Context, param: typer.CallbackParam, value: float | None
+) -> float | None:
+    """Option callback: a finite number >= 0."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number >= 0, got {value}")
+    return value
 
 
 def short_names(space, arch: Sequence[int]) -> list[str]:
@@ -79,7 +128,7 @@ def _result_table(result, space, title: str) -> Table:
     table.add_row(
         f"{result.predicted_ms:.4f}",
         "-" if measured is None else f"{measured:.4f}",
-        "-" if measured is None else f"{(result.predicted_ms - measured) / measured:+.1%}",
+        "-" if result.error is None else f"{result.error:+.1%}",
         "-" if measured is None else f"{measured / result.target_ms:.3f}",
         "-" if result.accuracy is None else f"{result.accuracy:.1%}",
         f"{result.search_s:.0f}",
@@ -108,7 +157,14 @@ def search(
         "-d",
         help="Device file (YAML), or the name of a device in --db (imported data: F only).",
     ),
-    target_ms: float = typer.Option(..., "--target-ms", "-t", help="Latency target T in ms."),
+    target_ms: float = typer.Option(
+        ...,
+        "--target-ms",
+        "-t",
+        help="Latency target T in ms. A T outside F's range for the space is refused, with "
+        "the range.",
+        callback=positive,
+    ),
     space: str = typer.Option("proxyless-tiny", help="Built-in space name or a space YAML."),
     dataset: str = typer.Option(
         "digits",
@@ -117,10 +173,17 @@ def search(
         "needs latkit[vision]).",
     ),
     epochs: int = typer.Option(
-        8, min=0, help="Search epochs (weights and architecture); 0: no training, F's range now."
+        8,
+        min=0,
+        max=MAX_EPOCHS,
+        help="Search epochs (weights and architecture); 0: no training, F's range now.",
     ),
     warmup_epochs: int = typer.Option(
-        4, "--warmup-epochs", min=0, help="Weights-only epochs before the architecture moves."
+        4,
+        "--warmup-epochs",
+        min=0,
+        max=MAX_EPOCHS,
+        help="Weights-only epochs before the architecture moves.",
     ),
     strategy: str = typer.Option("gradient", help="gradient (binary gates) or reinforce."),
     loss: str = typer.Option(
@@ -130,7 +193,10 @@ def search(
         "0.2 CE (log E[LAT]/log T)^0.3.",
     ),
     lam: float | None = typer.Option(
-        None, "--lam", min=0.0, help="λ of add-linear (default 0.1, as ProxylessNAS)."
+        None,
+        "--lam",
+        help="λ of add-linear, >= 0 (default 0.1, as ProxylessNAS).",
+        callback=non_negative,
     ),
     mode: str = typer.Option(
         "two-path", help="Binary-gate mode: two-path, single, or all-path (DARTS, memory-hungry)."
@@ -138,18 +204,29 @@ def search(
     hard_budget: bool = typer.Option(
         False,
         "--hard-budget",
-        help="Derive within [0.96 T, T] predicted (aim: measured <= T); else within T ± 2%.",
+        help="Derive within [0.96 T, T] predicted (aim: measured <= T); else within T ± 2%. "
+        "Exits with status 1 if the result, timed afresh, is over T or under 0.9 T.",
     ),
-    seed: int = typer.Option(0, help="Seeds the data split, the init and the path sampling."),
+    seed: int = typer.Option(
+        0, min=0, max=MAX_SEED, help="Seeds the data split, the init and the path sampling."
+    ),
     final_epochs: int = typer.Option(
-        5, "--final-epochs", min=0, help="Epochs to train the found network from scratch."
+        5,
+        "--final-epochs",
+        min=0,
+        max=MAX_EPOCHS,
+        help="Epochs to train the found network from scratch.",
     ),
     arch_lr: float = typer.Option(
         ARCH_LR,
         "--arch-lr",
-        help="Adam lr of α (ProxylessNAS: 1e-3 over ~10^5 ImageNet steps; small data needs more).",
+        help=f"Adam lr of α, in (0, {MAX_ARCH_LR:g}] (ProxylessNAS: 1e-3 over ~10^5 ImageNet "
+        "steps; small data needs more).",
+        callback=bounded(MAX_ARCH_LR),
     ),
-    batch_size: int = typer.Option(32, "--batch-size", min=2, help="Training batch size."),
+    batch_size: int = typer.Option(
+        32, "--batch-size", min=2, max=MAX_BATCH, help="Training batch size."
+    ),
     no_measure: bool = typer.Option(
         False,
         "--no-measure",
@@ -162,9 +239,15 @@ def search(
         help="Device file to time the result on (for a --device known only by imported data).",
     ),
     rounds: int = typer.Option(
-        ROUNDS, "--rounds", min=1, help="Most derive-and-time rounds of the closed loop."
+        ROUNDS,
+        "--rounds",
+        min=1,
+        max=MAX_ROUNDS,
+        help="Most derive-and-time rounds of the closed loop.",
     ),
-    train_threads: int = typer.Option(0, "--train-threads", min=0, help=THREADS_HELP),
+    train_threads: int | None = typer.Option(
+        None, "--train-threads", min=0, max=CORES, help=SEARCH_THREADS_HELP, show_default=False
+    ),
     train_device: str = typer.Option(
         "cpu",
         "--train-device",
@@ -179,10 +262,17 @@ def search(
         "--resume",
         help="Continue the search checkpointed in the output folder (same arguments, same --out).",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace an earlier search's results in the output folder; without it (or "
+        "--resume) a folder holding them is refused.",
+    ),
     nproc: int = typer.Option(
         1,
         "--nproc",
         min=1,
+        max=MAX_NPROC,
         help="Data-parallel processes on this machine, started with torchrun (gloo on CPU, NCCL "
         "on CUDA); --batch-size is the global batch. Same as torchrun --nproc-per-node N -m latkit.",
     ),
@@ -203,17 +293,22 @@ def search(
     for the space, one line per epoch, then times the derived network on the device: while
     predicted and measured disagree by more than 5% (or the measurement misses T), the timing
     joins the calibration, F's network terms are refit and the network is derived and timed
-    again (--rounds). Writes net.config, trains it briefly, and saves the result. Every epoch is
-    checkpointed in the output folder; Ctrl-C saves the current step, and `--resume` continues.
-    `--epochs 0 --final-epochs 0 --no-measure` prints the range of targets that make sense.
+    again (--rounds). The network settled on is timed once more, afresh; F's error is that of
+    its prediction from the round it was first derived in. Writes net.config, trains it
+    briefly, and saves the result. Every epoch is checkpointed in the output folder; Ctrl-C
+    saves the current step, and `--resume` continues. A T outside F's range is refused with
+    the range; `--epochs 0 --final-epochs 0 --no-measure` prints it.
     """
     from latkit.spaces import load_space
-    from latkit.workflows.search import launch_search, run_search, search_config, torch_threads
+    from latkit.workflows.search import (
+        check_out_dir,
+        default_out_dir,
+        launch_search,
+        run_search,
+        search_config,
+        torch_threads,
+    )
 
-    if nproc > 1:
-        with interruption_said():
-            launch_search(nproc, sys.argv[1:], batch_size)
-        return
     if lam is not None and loss != "add-linear":
         raise LatkitError("--lam applies to --loss add-linear only")
     config = search_config(
@@ -229,14 +324,29 @@ def search(
         batch_size=batch_size,
     )
     chosen = load_space(space)
-    with open_store(db) as store, interruption_said():
+
+    def checked(store):
+        """The device, once its output folder is known not to hold an earlier search."""
         resolved = resolve_device(device, store)
+        folder = out or default_out_dir(data_dir, device_name(resolved), chosen.name, target_ms)
+        check_out_dir(folder, resume=resume, overwrite=overwrite)
+        return resolved
+
+    if nproc > 1:
+        with open_store(db) as store:
+            checked(store)
+        with interruption_said():
+            launch_search(nproc, _rank_args(sys.argv[1:], nproc, train_threads, resume), batch_size)
+        return
+    with open_store(db) as store, interruption_said():
+        resolved = checked(store)
         timer = (
             None
             if measure_on is None
             else require_config(resolve_device(measure_on, store), "--measure-on")
         )
-        with reporting() as reporter, torch_threads(train_threads):
+        threads, picked = _training_threads(train_threads)
+        with reporting() as reporter, torch_threads(threads):
             result = run_search(
                 resolved,
                 config,
@@ -255,22 +365,66 @@ def search(
                 train_device=train_device,
                 amp=amp,
                 resume=resume,
+                overwrite=overwrite,
+                training_notes=picked,
             )
     if result.rank != 0:
         return
+    _print_result(result, chosen, f"search on {device_name(resolved)}: T = {target_ms:g} ms")
+    if json_out:
+        write_json(json_out, result.to_json())
+    if result.budget_missed:
+        err_console.print(result.budget_missed, style="bold red", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _training_threads(requested: int | None, processes: int = 1) -> tuple[int, list[str]]:
+    """`--train-threads` as given, else the cores free now shared by `processes`, with the
+    line that says so: torch's default takes every core, however busy, and only slows every
+    process on them."""
+    if requested is not None:
+        return requested, []
+    free, cores, load = free_cores()
+    threads = max(1, free // processes)
+    each = " per process" if processes > 1 else ""
+    return threads, [
+        f"training on {threads} thread(s){each}: {cores} usable core(s), 1-minute load "
+        f"{load:.2f} (--train-threads sets it)"
+    ]
+
+
+def _rank_args(args: list[str], nproc: int, train_threads: int | None, resume: bool) -> list[str]:
+    """The command line of each of `nproc` processes: the threads picked once, here, for all
+    of them (and said), and `--overwrite` unless resuming (this process has checked the output
+    folder)."""
+    extra = []
+    if train_threads is None:
+        threads, picked = _training_threads(None, nproc)
+        console.print(*picked)
+        extra += ["--train-threads", str(threads)]
+    if not resume and "--overwrite" not in args:
+        extra.append("--overwrite")
+    return [*args, *extra]
+
+
+def _print_result(result, space, title: str) -> None:
+    """The result table, the architecture, where F's prediction came from, F's range, any
+    note, and where the files are."""
+    from latkit.workflows.search import prediction_source
+
     low, high = result.range_ms
-    title = f"search on {device_name(resolved)}: T = {target_ms:g} ms"
-    console.print(_result_table(result, chosen, title))
-    print_fields(["architecture:", *short_names(chosen, result.arch)], sep=" ")
-    console.print(f"F's range for {chosen.name}: {low:.4g} .. {high:.4g} ms predicted")
+    console.print(_result_table(result, space, title))
+    print_fields(["architecture:", *short_names(space, result.arch)], sep=" ")
+    if result.predicted_round is not None:
+        source = prediction_source(result.predicted_round, result.predicted_seen)
+        console.print(f"{source}; measured afresh")
+    console.print(f"F's range for {space.name}: {low:.4g} .. {high:.4g} ms predicted")
     if result.note:
         for line in wrap(result.note, console.width):
             console.print(line, style="yellow", soft_wrap=True)
     console.print(f"net.config: {shown(result.paths['net_config'])}")
     if "png" in result.paths:
         console.print(f"E[LAT] and accuracy: {shown(result.paths['png'])}")
-    if json_out:
-        write_json(json_out, result.to_json())
 
 
 @app.command()
@@ -282,12 +436,22 @@ def quickstart(
     json_out: Path | None = typer.Option(
         None, "--json", help="Write the summary as JSON here.", callback=writable_file
     ),
-    networks: int = typer.Option(20, min=2, help="Whole networks that validate F."),
-    epochs: int = typer.Option(8, min=0, help="Search epochs."),
-    warmup_epochs: int = typer.Option(4, "--warmup-epochs", min=0, help="Weights-only epochs."),
-    final_epochs: int = typer.Option(4, "--final-epochs", min=0, help="Epochs for the result."),
+    networks: int = typer.Option(
+        20, min=2, max=MAX_NETWORKS, help="Whole networks that validate F."
+    ),
+    epochs: int = typer.Option(8, min=0, max=MAX_EPOCHS, help="Search epochs."),
+    warmup_epochs: int = typer.Option(
+        4, "--warmup-epochs", min=0, max=MAX_EPOCHS, help="Weights-only epochs."
+    ),
+    final_epochs: int = typer.Option(
+        4, "--final-epochs", min=0, max=MAX_EPOCHS, help="Epochs for the result."
+    ),
     train_threads: int = typer.Option(
-        1, "--train-threads", min=0, help=THREADS_HELP + " 1 keeps a small machine responsive."
+        1,
+        "--train-threads",
+        min=0,
+        max=CORES,
+        help=THREADS_HELP + " 1 keeps a small machine responsive.",
     ),
 ) -> None:
     """The whole job on this machine's CPU (onnxruntime, 1 thread), in a few minutes.
@@ -318,7 +482,9 @@ def quickstart(
     summary_table.add_column("result")
     rows = {
         "ops profiled": str(result.profile.ops),
+        "rows unstable (busy)": f"{len(result.profile.unstable)} ({result.profile.busy})",
         "F ±10% (networks)": f"{validation.metrics['acc10']:.0%} of {validation.n}",
+        "F's 90% interval held": f"{validation.metrics['coverage']:.0%}",
         "final architecture": " ".join(short_names(load_space(SPACE), search.arch)),
         "target ms": f"{result.target_ms:g}",
         "predicted ms": f"{search.predicted_ms:.4f}",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from latkit.devices import MAX_BATCH
 from latkit.errors import LatkitError
 from latkit.files import write_atomic, write_json
 from latkit.ops import OpSpec
@@ -76,6 +77,8 @@ def export_files(
     returns (files written, manifest path). The manifest is rewritten after every file, so an
     interrupted export keeps files and index in step."""
     suffix, writer = FORMATS.get(fmt)
+    if not 1 <= batch <= MAX_BATCH:  # the CLI's range too: a file's input is allocated at once
+        raise LatkitError(f"batch {batch}: allowed 1 to {MAX_BATCH}")
     if network is not None:
         entry = {
             "network": network.name,

@@ -4,7 +4,8 @@ Two steps: every distinct op of the space, then a handful of whole networks of t
 (calibration: what networks pay beyond the sum of their ops, which `latkit fit` learns).
 Resumable by construction: ops and networks already stored for the device's environment are
 skipped, and each finished one is committed before the next, so running it again continues where
-it stopped.
+it stopped. With `only_unstable`, only the stored op rows flagged unstable (rounds that
+disagreed, or timed while the machine was busy) are measured again, and nothing else is.
 """
 
 from __future__ import annotations
@@ -33,25 +34,27 @@ def profile_space(
     *,
     limit: int | None = None,
     fresh: bool = False,
+    only_unstable: bool = False,
     keep_files: bool = False,
     raw_dir: Path = Path("data/raw"),
     calibration: int = CALIBRATION_NETWORKS,
     reporter: Reporter | None = None,
 ) -> ProfileSummary:
     """Measure every distinct op of `space` (the first `limit`, if given) on the device, then
-    time `calibration` whole networks of it (not with `limit`: they need every op).
+    time `calibration` whole networks of it (not with `limit`: they need every op, nor with
+    `only_unstable`, which re-measures just the op rows flagged unstable).
 
     The unit of work of a fleet too: `latkit.workflows.fleet` runs it once per device, each in
     its own process with its own connection to the store."""
-    check_options(config, keep_files)
+    check_options(config, keep_files, fresh=fresh, only_unstable=only_unstable)
     ops = space.distinct_ops()[:limit] if limit else space.distinct_ops()
     options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
     if reporter is not None:
         options = replace(options, reporter=reporter)
     profiler = get_profiler(config, options)
     try:
-        summary = profile_ops(profiler, ops, store, fresh=fresh)
-        if calibration > 0 and not limit:
+        summary = profile_ops(profiler, ops, store, fresh=fresh, only_unstable=only_unstable)
+        if calibration > 0 and not limit and not only_unstable:
             calibrate(
                 profiler,
                 store,
@@ -64,8 +67,16 @@ def profile_space(
         profiler.close()
 
 
-def check_options(config: DeviceConfig, keep_files: bool) -> None:
-    """Refuse options the device cannot use, before anything runs."""
+def check_options(
+    config: DeviceConfig, keep_files: bool, *, fresh: bool = False, only_unstable: bool = False
+) -> None:
+    """Refuse options the device cannot use, or that contradict each other, before anything
+    runs."""
+    if fresh and only_unstable:
+        raise LatkitError(
+            "--only-unstable re-measures the stored rows flagged unstable; --fresh (or "
+            "--no-resume) deletes every stored row first: choose one"
+        )
     if keep_files and config.kind != "android":
         raise LatkitError(
             f"--keep applies to Android devices only (files pushed to a phone), not {config.name} "

@@ -6,6 +6,7 @@ continues instead of starting over.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from latkit.devices import DeviceConfig, Timing, load_device
 from latkit.predictors import LatencyPredictor, fit_device
 from latkit.profilers import ProfilerOptions, get_profiler
 from latkit.profilers.session import CALIBRATION_NETWORKS, ProfileSummary, calibrate, profile_ops
-from latkit.reporting import Reporter, SilentReporter
+from latkit.reporting import Level, Reporter, SilentReporter
 from latkit.search.latency import LatencyTable
 from latkit.search.trainer import EpochRecord
 from latkit.spaces import load_space
@@ -64,12 +65,33 @@ class QuickstartResult:
         return {
             "device": self.device,
             "ops_profiled": self.profile.ops,
+            "profile": {
+                key: self.profile.to_json()[key]
+                for key in ("rows", "unstable", "busy", "median_busy_cores", "median_cv")
+            },
             "target_ms": self.target_ms,
             "measured_over_target": self.measured_over_target,
             "validation": self.validation.to_json(),
             "search": self.search.to_json(),
             "wall_s": self.wall_s,
         }
+
+
+def profile_health(
+    summary: ProfileSummary, config: DeviceConfig, space: str, db: str | Path
+) -> str:
+    """The profile step's last word: how many rows are unstable and how to re-measure them
+    (e.g. "3 of 40 rows unstable (2 timed while the machine was busy): latkit profile ...")."""
+    text = f"1/5 profiled: {summary.health()}"
+    if not summary.unstable:
+        return text
+    device = config.source or config.name
+    command = ["latkit", "profile", "--device", device, "--space", space, "--db", str(db)]
+    return f"{text}: {shlex.join([*command, '--only-unstable'])} re-measures them"
+
+
+def _level(summary: ProfileSummary) -> Level:
+    return "warning" if summary.unstable else "info"
 
 
 def quickstart(
@@ -101,6 +123,7 @@ def quickstart(
                 store,
                 description=f"1/5 profiling {space.name} on {config.name}",
             )
+            reporter.note(profile_health(summary, config, space.name, db), _level(summary))
             calibrate(
                 profiler,
                 store,
