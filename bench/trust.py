@@ -170,16 +170,24 @@ def base_env() -> dict[str, str]:
     return env
 
 
+def installed(label: str, rev: str, out: Path, where: Path | None = None) -> Version:
+    """A version run from an install of `rev` (`bench/before.sh`)."""
+    where = where or Path(tempfile.gettempdir()) / f"latkit-{label}-{rev}"
+    site = install_before(rev, where)
+    bench = where / "src" / "bench" / "predictor_accuracy.py"
+    return Version(label, {**base_env(), "PYTHONPATH": str(site)}, out / label, bench)
+
+
 def make_versions(args: argparse.Namespace, out: Path) -> list[Version]:
-    before_dir = args.before_dir or Path(tempfile.gettempdir()) / f"latkit-before-{args.before}"
-    site = install_before(args.before, before_dir)
-    before = Version(
-        "before",
-        {**base_env(), "PYTHONPATH": str(site)},
-        out / "before",
-        before_dir / "src" / "bench" / "predictor_accuracy.py",
-    )
-    after = Version("after", base_env(), out / "after", ROOT / "bench" / "predictor_accuracy.py")
+    """Before: an install of --before. After: an install of --after, if given (so the working
+    tree may change while a long run goes on), else the working tree itself."""
+    before = installed("before", args.before, out, args.before_dir)
+    if args.after:
+        after = installed("after", args.after, out)
+    else:
+        after = Version(
+            "after", base_env(), out / "after", ROOT / "bench" / "predictor_accuracy.py"
+        )
     for version in (before, after):
         (version.home / "device_configs").mkdir(parents=True, exist_ok=True)
         (version.home / "logs").mkdir(exist_ok=True)
@@ -714,6 +722,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="work folder (default: a fresh temp dir)")
     parser.add_argument("--before", default="7c31b28", help="the revision to compare with")
     parser.add_argument("--before-dir", type=Path, help="default: TMP/latkit-before-REV")
+    parser.add_argument("--after", help="a revision to run as after (default: the working tree)")
     parser.add_argument("--quick", action="store_true", help="smoke run: far fewer networks")
     args = parser.parse_args()
     args.parts = [p for p in args.parts.split(",") if p]
@@ -725,7 +734,8 @@ def parse_args() -> argparse.Namespace:
 
 def header(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     hw = hardware()
-    console.print(f"trust bench: before = {args.before}, after = the working tree of {ROOT}")
+    after = args.after or f"the working tree of {ROOT}"
+    console.print(f"trust bench: before = {args.before}, after = {after}")
     console.print(
         f"hardware: {hw['cpu']}, {hw['logical_cores']} logical cores "
         f"({hw['usable_cores']} usable); {hw['platform']}; python {hw['python']}"
