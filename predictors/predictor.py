@@ -194,9 +194,11 @@ class LatencyPredictor:
         self.comparison_ = self.selection_.scores
         chosen, extrap = self.selection_.family, self.selection_.extrap_family
         self.model_ = make_model(chosen, self.seed).fit(modelled, model_y)
-        self.extrap_model_ = (
-            None if extrap == chosen else make_model(extrap, self.seed).fit(modelled, model_y)
-        )
+        self.axis_families_ = {"": extrap, **self.selection_.axis_families}
+        self.extrap_models_ = {
+            f: make_model(f, self.seed).fit(modelled, model_y)
+            for f in set(self.axis_families_.values()) - {chosen}
+        }
         self.range_ = OpRange.of(modelled)
         self.op_interval_ = Interval.calibrate(self.selection_.residuals, "ops", self.level)
         self.extrap_interval_ = Interval.calibrate(
@@ -206,7 +208,12 @@ class LatencyPredictor:
         self.table_interval_ = repeats if repeats.finite else self.op_interval_
         self.network_interval_ = None
         self.groups_: dict[str, NetworkGroup] = {}
-        self.meta.update(family=chosen, extrapolation_family=extrap, unstable_ops=len(shaky))
+        self.meta.update(
+            family=chosen,
+            extrapolation_family=extrap,
+            extrapolation_families=self.selection_.axis_families,
+            unstable_ops=len(shaky),
+        )
         self._cache = {}
         return self
 
@@ -220,7 +227,8 @@ class LatencyPredictor:
         network interval calibrated for it."""
         self.table_ = dict(table or {})
         self.model_ = model
-        self.extrap_model_ = None
+        self.extrap_models_ = {}
+        self.axis_families_ = {}
         self.range_ = None
         self.comparison_ = {}
         self.op_interval_ = self.extrap_interval_ = Interval(np.inf, 0, "ops", self.level)
@@ -229,6 +237,7 @@ class LatencyPredictor:
         self.groups_ = {}
         self.meta["family"] = model.name
         self.meta.pop("extrapolation_family", None)
+        self.meta.pop("extrapolation_families", None)
         self._cache = {}
         return self
 
@@ -245,31 +254,41 @@ class LatencyPredictor:
             raise LatkitError("this latency predictor is not fitted; call fit() or load() first")
         return model
 
+    def _route(self, op: OpSpec) -> str | None:
+        """Which model answers an untabled op: None for the inside family, else the family
+        kept for the axis along which it leaves the fitted range ("" when none was kept)."""
+        axis = None if self.range_ is None else self.range_.axis(op)
+        if axis is None:
+            return None
+        return self.axis_families_.get(axis, self.axis_families_.get("", ""))
+
+    def _model_for(self, family: str | None) -> Model:
+        if family is None:
+            return self._fitted()
+        return self.extrap_models_.get(family) or self._fitted()
+
     def _compute(self, ops: list[OpSpec]) -> list[tuple[float, float, float, str]]:
         """(ms, low, high, source) of each op. A table entry is a measurement, and another
         measurement of the op lands within the spread of the table's repeated rows (where it
         has enough of them; else the model's interval stands in). Outside the fitted range the
-        interval is the wider of the two model calibrations."""
+        family kept for that axis answers, and the interval is the wider of the two model
+        calibrations."""
         out: list[tuple[float, float, float, str]] = [(0.0, 0.0, 0.0, "zero")] * len(ops)
-        inside_interval = self.op_interval_
         outside_interval = max(self.op_interval_, self.extrap_interval_, key=lambda i: i.halfwidth)
-        groups: dict[bool, list[int]] = {True: [], False: []}
+        routes: dict[str | None, list[int]] = {}
         for i, op in enumerate(ops):
             if op.type == "zero":
                 continue
             hit = self.table_.get(op)
             if hit is None:
-                groups[self.range_ is None or self.range_.inside(op)].append(i)
+                routes.setdefault(self._route(op), []).append(i)
             else:
                 low, high = self.table_interval_.bounds(hit)
                 out[i] = (hit, float(low), float(high), "table")
-        for inside, rows in groups.items():
-            if not rows:
-                continue
-            model = self._fitted() if inside else (self.extrap_model_ or self._fitted())
-            interval = inside_interval if inside else outside_interval
-            values = model.predict([ops[i] for i in rows])
-            low, high = interval.bounds(values)
+        for family, rows in routes.items():
+            inside = family is None
+            values = self._model_for(family).predict([ops[i] for i in rows])
+            low, high = (self.op_interval_ if inside else outside_interval).bounds(values)
             source = SOURCES[1] if inside else SOURCES[2]
             for i, v, lo, hi in zip(rows, values, low, high):
                 out[i] = (float(v), float(lo), float(hi), source)
@@ -468,7 +487,8 @@ class LatencyPredictor:
             },
             "table": [[op.to_dict(), ms] for op, ms in self.table_.items()],
             "model": model.to_state(),
-            "extrap_model": None if self.extrap_model_ is None else self.extrap_model_.to_state(),
+            "extrap_models": {f: m.to_state() for f, m in self.extrap_models_.items()},
+            "axis_families": self.axis_families_,
             "range": None if self.range_ is None else self.range_.to_state(),
             "intervals": {
                 "ops": self.op_interval_.to_state(),
@@ -505,8 +525,11 @@ class LatencyPredictor:
             )
             predictor.table_ = {OpSpec.from_dict(op): float(ms) for op, ms in state["table"]}
             predictor.model_ = model_from_state(state["model"])
-            extrap, ranges, intervals = state["extrap_model"], state["range"], state["intervals"]
-            predictor.extrap_model_ = None if extrap is None else model_from_state(extrap)
+            ranges, intervals = state["range"], state["intervals"]
+            predictor.extrap_models_ = {
+                f: model_from_state(m) for f, m in state["extrap_models"].items()
+            }
+            predictor.axis_families_ = dict(state["axis_families"])
             predictor.range_ = None if ranges is None else OpRange.from_state(ranges)
             predictor.op_interval_ = Interval.from_state(intervals["ops"])
             predictor.extrap_interval_ = Interval.from_state(intervals["extrap"])

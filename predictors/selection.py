@@ -11,13 +11,16 @@ Every registered family is compared. Inside: the best score on random folds, whe
 the ±10% accuracy with the mean relative error (capped at 100%) breaking near-ties: the metric F
 is judged by, made smooth enough to rank on a few dozen rows. Outside: the lowest mean RMSPE over
 the extrapolation axes (`AXES`: widest, largest inputs, largest kernels, each held out in turn);
-how far off an extrapolation lands is what tells families apart there. A family that is flat
+how far off an extrapolation lands is what tells families apart there. Each axis also keeps its
+own best family, which answers for ops outside the range along that axis (`OpRange.axis`): a
+family can extrapolate well to larger inputs and badly to wider ops. A family that is flat
 outside its training range (`Family.extrapolates` false: trees) is never chosen to answer there.
 
 The residuals are honest, as split-conformal intervals need: each fold's (or axis's) residuals
 come from a family fitted without those rows and chosen on the other folds' (axes') scores
-alone, so no residual was used to fit or to choose the model that made it. An op held out on
-several axes counts once.
+alone, so no residual was used to fit or to choose the model that made it (an axis's own family
+is chosen on its own rows, so its residuals come from the family the other axes choose). An op
+held out on several axes counts once.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ AXES: dict[str, Callable[[OpSpec], tuple[float, float]]] = {
 ERROR_WEIGHT = 0.1
 #: the op fields whose fitted range decides whether an op is inside it
 RANGE_FIELDS: tuple[str, ...] = ("input_hw", "cin", "cout", "mid", "kernel", "macs")
+#: which of those fields put an op outside the range along each axis
+AXIS_FIELDS: dict[str, frozenset[str]] = {
+    "width": frozenset({"cin", "cout", "mid"}),
+    "input": frozenset({"input_hw"}),
+    "kernel": frozenset({"kernel"}),
+}
 #: the family that answers outside the range when the one asked for cannot extrapolate
 EXTRAP_FALLBACK = "additive"
 
@@ -105,6 +114,7 @@ class Selection:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
     extrap_residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    axis_families: dict[str, str] = field(default_factory=dict)
 
 
 class _Trials:
@@ -204,6 +214,7 @@ def select(
         trials.scores(),
         trials.inside_residuals(),
         trials.outside_residuals(),
+        {axis: trials.best_outside([axis]) for axis in trials.axes},
     )
 
 
@@ -231,10 +242,18 @@ class OpRange:
 
     def inside(self, op: OpSpec) -> bool:
         """Whether every field of `op` lies within what its type was fitted on."""
+        return self.axis(op) is None
+
+    def axis(self, op: OpSpec) -> str | None:
+        """Along which extrapolation axis `op` leaves its type's fitted range (`AXES`, in
+        their order; "type" for a type never fitted); None inside it."""
         if op.type not in self.bounds:
-            return False
+            return "type"
         low, high = self.bounds[op.type]
-        return all(lo <= v <= hi for lo, v, hi in zip(low, _values(op), high))
+        out = {f for f, lo, v, hi in zip(RANGE_FIELDS, low, _values(op), high) if not lo <= v <= hi}
+        if not out:
+            return None
+        return next((axis for axis in AXES if out & AXIS_FIELDS[axis]), "width")
 
     def to_state(self) -> dict[str, Any]:
         return {"fields": list(RANGE_FIELDS), "bounds": self.bounds}

@@ -180,8 +180,14 @@ def test_ops_outside_the_fitted_range_go_to_the_extrapolation_family(phone_table
     answers = fitted.explain(wide + inside)
     assert {a.source for a in answers[: len(wide)]} == {"model, outside the fitted range"}
     assert {a.source for a in answers[len(wide) :]} == {"model"}
-    extrap = fitted.extrap_model_ or fitted.model_
+    # wider than anything fitted: the family kept for the width axis answers
+    assert {fitted.range_.axis(op) for op in wide} == {"width"}
+    family = fitted.axis_families_["width"]
+    assert family == fitted.meta["extrapolation_families"]["width"] != "gbdt"
+    extrap = fitted.extrap_models_.get(family) or fitted.model_
     assert np.allclose([a.ms for a in answers[: len(wide)]], extrap.predict(wide))
+    larger = [op.replace(input_hw=op.input_hw * 2) for op in ops if op.type == "mbconv"][:3]
+    assert {fitted.range_.axis(op) for op in larger} == {"input"}
     low, high = fitted.predict_interval(wide)
     assert np.all(low < fitted.predict(wide)) and np.all(fitted.predict(wide) < high)
 
