@@ -197,6 +197,7 @@ class Condition:
     busy_cores: list[float]
     contended: int
     notes: list[str]
+    waited: list[float]
 
     def ratios(self, quiet: Condition) -> np.ndarray:
         """|load / quiet - 1| per op."""
@@ -225,9 +226,8 @@ def profile(
         finally:
             profiler.close()
         frame = store.dataframe(device.name)
-    cores = core_count()
     busy = [b for b in frame["busy_cores"] if not math.isnan(b)]
-    flags = [contended(b, s, cores) for b, s in zip(frame["busy_cores"], frame["steal"])]
+    flags = [contended(w, s) for w, s in zip(frame["waited"], frame["steal"])]
     notes = [*reporter.notes, summary.health()]
     print(f"    latkit: {summary.health()}")
     return Condition(
@@ -239,6 +239,7 @@ def profile(
         busy,
         sum(flags),
         notes,
+        [w for w in frame["waited"] if not math.isnan(w)],
     )
 
 
@@ -250,6 +251,7 @@ def report(conditions: list[Condition]) -> None:
     """One table per space, then what latkit said under each load."""
     head = (
         f"{'load':<14}{'median CV':>10}{'unstable':>10}{'contended':>10}{'busy cores':>11}"
+        f"{'waited':>8}"
         f"{'|r-1| med':>10}{'p90':>8}{'ok':>9}  goal"
     )
     for space in dict.fromkeys(c.space for c in conditions):
@@ -263,13 +265,14 @@ def report(conditions: list[Condition]) -> None:
             p90 = float(np.percentile(ratios, 90)) if len(ratios) else math.nan
             good, total = c.covered(quiet)
             busy = statistics.median(c.busy_cores) if c.busy_cores else math.nan
+            waited = statistics.median(c.waited) if c.waited else math.nan
             n = c.summary.rows
             missed = [f"CV > {MAX_MEDIAN_CV:.0%}"] if c.summary.median_cv > MAX_MEDIAN_CV else []
             if c is not quiet and good < total:
                 missed.append(f"{total - good} ops off, unflagged")
             print(
                 f"{c.load:<14}{c.summary.median_cv:>10.2%}{len(c.summary.unstable):>6}/{n:<3}"
-                f"{c.contended:>6}/{n:<3}{busy:>11.2f}{_pct(med):>10}{_pct(p90):>8}"
+                f"{c.contended:>6}/{n:<3}{busy:>11.2f}{_pct(waited):>8}{_pct(med):>10}{_pct(p90):>8}"
                 f"{'-' if c is quiet else f'{good}/{total}':>9}  {'; '.join(missed) or 'met'}"
             )
         if quiet.contended:

@@ -40,11 +40,12 @@ python3 - "$OUT" <<'PY'
 import sys, torch
 from pathlib import Path
 from latkit.devices import load_device
-from latkit.workflows.search import run_search, search_config
+from latkit.search.trainer import SearchConfig
+from latkit.workflows.search import run_search
 out = Path(sys.argv[1])
 device = load_device("device_configs/cuda-gpu8.yaml")
 for amp in (None, "bf16"):
-    config = search_config(target_ms=5.0, epochs=1, warmup_epochs=1, batch_size=64)
+    config = SearchConfig(target_ms=5.0, epochs=1, warmup_epochs=1, batch_size=64)
     torch.cuda.reset_peak_memory_stats()
     result = run_search(device, config, space="proxyless-mobile", dataset="digits",
                         final_epochs=0, measure=False, data_dir=out / "data",

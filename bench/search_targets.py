@@ -52,11 +52,13 @@ def main() -> None:
     from latkit.predictors import LatencyPredictor, fit_device, import_lut
     from latkit.search.export import derive
     from latkit.search.latency import LatencyTable
+    from latkit.search.trainer import SearchConfig
     from latkit.spaces import load_space
     from latkit.store import MeasurementStore
+    from latkit.workflows.loop import close_loop, pick_round
     from latkit.workflows.profile import profile_space
     from latkit.workflows.quickstart import default_device
-    from latkit.workflows.search import close_loop, pick_round, run_search, search_config
+    from latkit.workflows.search import run_search
 
     torch.set_num_threads(args.train_threads)
     device = default_device()
@@ -127,7 +129,7 @@ def main() -> None:
                 for hard in (False, True):
                     result = run_search(
                         device,
-                        search_config(**settings),
+                        SearchConfig(**settings),
                         hard_budget=hard,
                         out_dir=args.data_dir / f"lagrangian-{fraction}-{hard}",
                         **common,
@@ -139,7 +141,7 @@ def main() -> None:
                     landed.append(("lagrangian", hard, ok))
                     totals["loop"] += loop_s
                     totals["rest"] += rest
-                config = search_config(**settings, loss="add-linear", loss_params={"lam": 0.1})
+                config = SearchConfig(**settings, loss="add-linear", loss_params={"lam": 0.1})
                 result = run_search(
                     device, config, out_dir=args.data_dir / f"add-linear-{fraction}", **common
                 )
@@ -196,7 +198,7 @@ def main() -> None:
             )
             print(header)
             print("-" * len(header))
-            config = search_config(
+            config = SearchConfig(
                 target_ms=target,
                 epochs=args.mobile_epochs,
                 warmup_epochs=args.mobile_warmup_epochs,
@@ -219,7 +221,7 @@ def main() -> None:
             space = load_space("proxyless-mobile")
             dialect, rows = import_lut(store, TRIM, "proxyless-phone")
             fitted = fit_device(store, "proxyless-phone", data_dir=args.data_dir)
-            config = search_config(
+            config = SearchConfig(
                 target_ms=80.0,
                 epochs=args.mobile_epochs,
                 warmup_epochs=args.mobile_warmup_epochs,

@@ -34,7 +34,7 @@ STAT_FIELDS = (
 #: the statistics stored as 0/1 integers (the same column type in SQLite and PostgreSQL)
 FLAG_FIELDS = ("exact", "unstable")
 #: how busy the machine was while the row was timed (NaN: unknown, e.g. a phone's or an old row)
-LOAD_FIELDS = ("busy_cores", "steal")
+LOAD_FIELDS = ("busy_cores", "steal", "waited")
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,9 @@ class Stats:
     each a block of `block` calls whose per-call time is reported. `attempts` is how many times
     the op was measured (retries pool their rounds). `unstable` marks a `cv` still above the
     plan's `max_cv` after every retry, or a row timed while the machine was contended.
-    `busy_cores` is the CPU time other processes used meanwhile, in cores, and `steal` the share
-    of CPU time the hypervisor took (both NaN where unknown: see `latkit.profilers.load`).
+    `busy_cores` is the CPU time other processes used meanwhile, in cores, `steal` the share of
+    CPU time the hypervisor took, and `waited` the share of the time the timing thread waited
+    for a core (all NaN where unknown: see `latkit.profilers.load`).
     """
 
     median_ms: float
@@ -118,6 +119,7 @@ class Stats:
     #: context, not statistics: left out of equality (NaN, unknown, never equals itself)
     busy_cores: float = field(default=math.nan, compare=False)
     steal: float = field(default=math.nan, compare=False)
+    waited: float = field(default=math.nan, compare=False)
 
     def columns(self) -> dict[str, Any]:
         """The row as stored: flags as 0/1, an unknown load as NULL (not NaN, which PostgreSQL

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
 from latkit.profilers.base import MeasuredOp, Profiler
-from latkit.profilers.load import contended, core_count
+from latkit.profilers.load import contended
 from latkit.records import Stats
 from latkit.reporting import Reporter
 from latkit.spaces import Network, SearchSpace
@@ -41,16 +41,14 @@ class RowHealth:
 
 def row_health(store: MeasurementStore, device: str, env_id: str, keys: Iterable[str]) -> RowHealth:
     """What the store holds for `keys` on `device` in environment `env_id` (`RowHealth`).
-    Whether a row was timed on a contended machine is judged with this machine's core count:
-    rows are read back on the host that timed them."""
+    Whether a row was timed on a contended machine is read from its stored load."""
     frame = store.dataframe(device, env_id)
     frame = frame[frame["key"].isin(set(keys))]
     flagged = frame[frame["unstable"].fillna(False).astype(bool)]
-    cores = core_count()
     busy = [
         key
-        for key, busy_cores, steal in zip(flagged["key"], flagged["busy_cores"], flagged["steal"])
-        if contended(busy_cores, steal, cores)
+        for key, waited, steal in zip(flagged["key"], flagged["waited"], flagged["steal"])
+        if contended(waited, steal)
     ]
     known = frame["busy_cores"].dropna()
     return RowHealth(

@@ -13,8 +13,9 @@ pools them and decides retries.
 
 While a host times, garbage collection is off (as `timeit` does: a collection inside a timed call
 is the collector's cost, not the op's), and a single-threaded runtime's thread is pinned to the
-least busy core the OS allows it (a migration mid-round refills caches on another core); both are
-restored afterwards.
+core it runs on when timing starts, where the OS allows (a migration mid-round refills caches on
+another core); both are restored afterwards. Nothing sleeps around a timing: an idle core clocks
+down, and the next round would be timed on a slower core.
 
 Each host-timed stretch (a chunk of ops interleaved, or one network) also records how busy the
 machine was (`latkit.profilers.load`): ops timed while other processes left the profiler no free
@@ -141,7 +142,7 @@ class Outcome(Generic[M]):
 
     @property
     def contended(self) -> bool:
-        """Timed while others left the profiler no free core (`Load.contended`)."""
+        """Timed while the profiler was kept off its core (`Load.contended`)."""
         return self.load.contended
 
     def stats(self) -> Stats:
@@ -153,6 +154,7 @@ class Outcome(Generic[M]):
             unstable=self.unstable or self.contended,
             busy_cores=self.load.busy_cores,
             steal=self.load.steal,
+            waited=self.load.waited,
         )
 
 
@@ -298,48 +300,27 @@ class HostSampler:
         return Measurement(tuple(rounds), self.block or 1)
 
 
-def _cpu_times() -> dict[int, tuple[int, int]]:
-    """(busy, total) jiffies of each core, from /proc/stat ({} where there is none)."""
-    out = {}
+def current_core() -> int | None:
+    """The core this thread runs on now (field 39 of /proc/thread-self/stat), or None."""
     try:
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *fields = line.split()
-                if name.startswith("cpu") and name[3:].isdigit():
-                    values = [int(v) for v in fields[:8]]
-                    idle = values[3] + values[4]  # idle + iowait
-                    out[int(name[3:])] = (sum(values) - idle, sum(values))
+        with open("/proc/thread-self/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[36])
     except (OSError, ValueError, IndexError):
-        return {}
-    return out
-
-
-def least_busy_core(allowed: set[int], sample_s: float = 0.05) -> int:
-    """The allowed core that was busy the smallest share of a short sample."""
-    before = _cpu_times()
-    time.sleep(sample_s)
-    after = _cpu_times()
-
-    def busy(core: int) -> float:
-        if core not in before or core not in after:
-            return 1.0
-        total = after[core][1] - before[core][1]
-        return (after[core][0] - before[core][0]) / total if total else 0.0
-
-    return min(sorted(allowed), key=busy)
+        return None
 
 
 @contextlib.contextmanager
 def quiet_timing(pin: bool) -> Iterator[None]:
-    """GC off, and with `pin` this thread on the least busy allowed core, for the block."""
+    """GC off, and with `pin` this thread kept on the core it runs on, for the block."""
     enabled = gc.isenabled()
     gc.disable()
     affinity = None
     if pin and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             affinity = os.sched_getaffinity(0)
-            if len(affinity) > 1:
-                os.sched_setaffinity(0, {least_busy_core(affinity)})
+            core = current_core()
+            if len(affinity) > 1 and core in affinity:
+                os.sched_setaffinity(0, {core})
     try:
         yield
     finally:

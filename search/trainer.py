@@ -1,8 +1,10 @@
 """The search loop: weight steps on the training split, architecture steps on the validation split.
 
-Defaults are those of ProxylessNAS's code: weights by SGD (momentum 0.9, Nesterov, cosine schedule,
-restarted after the weights-only warm-up), architecture by Adam (lr 1e-3, betas (0, 0.999): with
-β1 = 0 a logit without gradient does not move), one architecture step every 5 weight steps.
+As in ProxylessNAS's code: weights by SGD (momentum 0.9, Nesterov, cosine schedule, restarted
+after the weights-only warm-up), architecture by Adam (betas (0, 0.999): with β1 = 0 a logit
+without gradient does not move), one architecture step every 5 weight steps. The arch lr and the
+loss default to `latkit.search.defaults` (0.03, target-seeking), not ProxylessNAS's 1e-3 and
+mul-log: digits gives ~10^2 arch steps where ImageNet gave ~10^5.
 How an architecture step is taken is a strategy, registered by name (`gradient`, `reinforce`).
 
 The trainer runs on the supernet's device, optionally under autocast (`Precision`), and as one rank
@@ -31,6 +33,7 @@ from torch import nn
 
 from latkit.errors import LatkitError
 from latkit.registry import Registry
+from latkit.search import defaults
 from latkit.search.datasets import Dataset, DataSplit, index_batches
 from latkit.search.distributed import DataParallel
 from latkit.search.latency import LatencyTable
@@ -44,23 +47,26 @@ from latkit.search.supernet import SuperNet
 class SearchConfig:
     """Everything that decides a search, apart from the space, the data and F.
 
-    Architecture defaults are ProxylessNAS's (Adam lr 1e-3, betas (0, 0.999), every 5 weight
-    steps, mul-log); the weight lr and batch size suit digits on a CPU (ImageNet used 0.025 at
-    batch 256). `latkit search` passes its own arch lr and loss, see `latkit.cli.search`.
+    Epochs, loss, arch lr, strategy, mode and batch size default to `latkit.search.defaults`,
+    the values `latkit search` and `latkit quickstart` start from too: the target-seeking loss
+    and an arch lr of 0.03 (ProxylessNAS's mul-log stays available by name; its lr 1e-3 suits
+    ~10^5 ImageNet arch steps, not the ~10^2 of digits). Adam's betas (0, 0.999) and an arch step
+    every 5 weight steps are ProxylessNAS's; the weight lr and batch size suit digits on a CPU
+    (ImageNet used 0.025 at batch 256).
     """
 
     target_ms: float
-    epochs: int = 12
-    warmup_epochs: int = 3
-    batch_size: int = 32
-    mode: str = "two-path"
-    strategy: str = "gradient"
-    loss: str = "mul-log"
+    epochs: int = defaults.EPOCHS
+    warmup_epochs: int = defaults.WARMUP_EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    mode: str = defaults.MODE
+    strategy: str = defaults.STRATEGY
+    loss: str = defaults.LOSS
     loss_params: dict[str, float] = field(default_factory=dict)
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    arch_lr: float = 1e-3
+    arch_lr: float = defaults.ARCH_LR
     arch_betas: tuple[float, float] = (0.0, 0.999)
     arch_every: int = 5
     rl_batch: int = 10

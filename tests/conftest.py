@@ -1,4 +1,5 @@
-"""Fixtures every test module may use: the published data in tests/data, small device files."""
+"""Fixtures every test module may use: the published data in tests/data, small device files,
+a stand-in F (`MacsPredictor`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from postgres_support import PostgresServer, postgres_server
@@ -44,6 +46,23 @@ def ctrl_c_reaches_it() -> None:
     SIGINT ignored, and its children inherit that; a user's Ctrl-C always reaches a foreground
     command, which is what the interruption tests act out."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class MacsPredictor:
+    """A stand-in F for unit tests and short searches: latency grows with MACs (0.01 ms an op
+    plus 1e-8 ms a MAC, the identity free), so a test about the search, the ranks or the table
+    does not wait for a fitted F. `calls` counts how often it was asked."""
+
+    def __init__(self, overhead_ms: float = 0.05) -> None:
+        self.overhead_ms = overhead_ms
+        self.calls = 0
+
+    def contribution(self, ops) -> np.ndarray:
+        self.calls += 1
+        return np.array([0.0 if op.type == "zero" else 0.01 + op.macs * 1e-8 for op in ops])
+
+    def predict_network(self, ops) -> float:
+        return float(self.contribution(ops).sum() + self.overhead_ms)
 
 
 def write_device(path: Path, **fields) -> Path:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
+from conftest import MacsPredictor
 
 from latkit.search.datasets import Dataset, Split, load_dataset
 from latkit.search.distributed import training_session
@@ -24,15 +24,6 @@ from latkit.spaces import load_space
 SPACE = load_space("proxyless-tiny")
 GLOBAL_BATCH = 16
 STEPS = 6
-
-
-class MacsPredictor:
-    """F grows with MACs: a deterministic cost model (the test is about the ranks, not F)."""
-
-    overhead_ms = 0.05
-
-    def contribution(self, ops):
-        return np.array([0.0 if op.type == "zero" else 0.01 + op.macs * 1e-8 for op in ops])
 
 
 def record_search(out: Path) -> None:

@@ -121,7 +121,7 @@ def test_profile_limit_json_csv_and_resume(tmp_path, runtime):
     assert list(from_python.columns) == list(frame.columns) and len(from_python) == len(frame)
     assert list(frame.columns[: len(CSV_COLUMNS) - 4]) == CSV_COLUMNS[:-4]
     assert set(CSV_COLUMNS) <= set(frame.columns)
-    assert list(frame.columns[-2:]) == ["busy_cores", "steal"]  # appended: old order kept
+    assert list(frame.columns[-3:]) == ["busy_cores", "steal", "waited"]  # appended at the end
     expected = [op.key for op in load_space("proxyless-tiny").distinct_ops()[:7]]
     assert sorted(frame["key"]) == sorted(expected)
     assert (frame["runtime"] == runtime).all() and (frame["threads"] == 1).all()

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from search_ranks import MacsPredictor, record_search
+from conftest import MacsPredictor
+from search_ranks import record_search
 
 from latkit.errors import LatkitError
 from latkit.search.checkpoint import Checkpointer

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
+from conftest import MacsPredictor
 
 from latkit.errors import LatkitError
 from latkit.search.export import write_net_config
@@ -18,24 +18,8 @@ from latkit.spaces import Network, load_space
 SPACE = load_space("proxyless-tiny")
 
 
-class CountingPredictor:
-    """A stand-in F for unit tests: latency grows with MACs; counts its calls."""
-
-    overhead_ms = 0.05
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def contribution(self, ops):
-        self.calls += 1
-        return np.array([0.0 if op.type == "zero" else 0.01 + op.macs * 1e-8 for op in ops])
-
-    def predict_network(self, ops) -> float:
-        return float(self.contribution(ops).sum() + self.overhead_ms)
-
-
 def test_table_asks_f_once_and_matches_whole_network_predictions():
-    predictor = CountingPredictor()
+    predictor = MacsPredictor()
     table = LatencyTable.from_predictor(predictor, SPACE)
     assert predictor.calls == 1
     for layer, costs in zip(SPACE.layers(), table.layers):
@@ -50,7 +34,7 @@ def test_table_asks_f_once_and_matches_whole_network_predictions():
 
 
 def test_expected_latency_is_the_probability_weighted_sum():
-    table = LatencyTable.from_predictor(CountingPredictor(), SPACE)
+    table = LatencyTable.from_predictor(MacsPredictor(), SPACE)
     g = torch.Generator().manual_seed(0)
     alphas = [torch.randn(len(c), generator=g) for c in table.layers]
     expected = table.expected(alphas)
@@ -65,7 +49,7 @@ def test_expected_latency_is_the_probability_weighted_sum():
 
 
 def test_latency_gradient_is_nonzero_with_the_right_sign():
-    table = LatencyTable.from_predictor(CountingPredictor(), SPACE)
+    table = LatencyTable.from_predictor(MacsPredictor(), SPACE)
     alphas = [torch.zeros(len(c), requires_grad=True) for c in table.layers]
     expected = table.expected(alphas)
     assert expected.requires_grad and expected.grad_fn is not None
@@ -86,7 +70,7 @@ def test_latency_gradient_is_nonzero_with_the_right_sign():
 
 
 def test_the_latency_term_alone_moves_alpha_to_cheaper_ops():
-    table = LatencyTable.from_predictor(CountingPredictor(), SPACE)
+    table = LatencyTable.from_predictor(MacsPredictor(), SPACE)
     alphas = [torch.zeros(len(c), requires_grad=True) for c in table.layers]
     optimizer = torch.optim.Adam(alphas, lr=0.05, betas=(0.0, 0.999))
     ce = torch.tensor(1.0)  # constant cross entropy: only latency can move α

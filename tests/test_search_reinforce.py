@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import MacsPredictor
 
 from latkit.search.latency import LatencyTable
 from latkit.search.reinforce import MovingAverageBaseline, ReinforceStep, reward
@@ -13,13 +14,6 @@ from latkit.search.trainer import SearchConfig
 from latkit.spaces import load_space
 
 SPACE = load_space("proxyless-tiny")
-
-
-class MacsPredictor:
-    overhead_ms = 0.0
-
-    def contribution(self, ops):
-        return np.array([0.0 if op.type == "zero" else 0.01 + op.macs * 1e-8 for op in ops])
 
 
 def test_reward_is_accuracy_times_latency_ratio_to_the_power_w():
@@ -40,7 +34,7 @@ def test_baseline_starts_at_the_first_mean_and_moves_by_the_weight():
 def test_update_is_the_mean_advantage_times_grad_log_prob():
     torch.manual_seed(0)
     net = SuperNet(SPACE, "single", seed=0)
-    table = LatencyTable.from_predictor(MacsPredictor(), SPACE)
+    table = LatencyTable.from_predictor(MacsPredictor(overhead_ms=0.0), SPACE)
     config = SearchConfig(target_ms=0.05, rl_batch=6, arch_lr=0.01, strategy="reinforce")
     step = ReinforceStep(net, table, config)
     g = torch.Generator().manual_seed(1)

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import MacsPredictor
 
 from latkit.errors import LatkitError
 from latkit.search.export import derive, window
@@ -17,15 +18,6 @@ from latkit.search.trainer import GradientStep, SearchConfig
 from latkit.spaces import load_space
 
 SPACE = load_space("proxyless-tiny")
-
-
-class MacsPredictor:
-    """A stand-in F for unit tests: latency grows with MACs."""
-
-    overhead_ms = 0.05
-
-    def contribution(self, ops):
-        return np.array([0.0 if op.type == "zero" else 0.01 + op.macs * 1e-8 for op in ops])
 
 
 TABLE = LatencyTable.from_predictor(MacsPredictor(), SPACE)

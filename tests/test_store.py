@@ -256,7 +256,7 @@ def test_version_2_store_gains_the_load_columns_after_the_old_ones(store_locatio
     assert math.isnan(old["busy_cores"]) and math.isnan(old["steal"])  # and their load unknown
     assert (new["busy_cores"], new["steal"]) == (0.4, 0.0)
     expected = [name for name, _ in TABLES["measurements"][0]]
-    assert columns == expected and columns[-2:] == list(LOAD_FIELDS)
+    assert columns == expected and columns[-3:] == list(LOAD_FIELDS)
     assert [tuple(r) for r in version] == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,33 +12,105 @@ from latkit.cli.app import app, writable_dir
 from latkit.cli.output import console
 from latkit.errors import LatkitError
 
-
-@app.command()
-def devices(
-    adb_server: str = typer.Option(
-        None,
+AdbServer = Annotated[
+    str | None,
+    typer.Option(
         "--adb-server",
         help="adb server to ask, as HOST:PORT (default: 127.0.0.1, port 5037 or the "
         "ANDROID_ADB_SERVER_PORT variable, as adb does).",
         show_default=False,
     ),
-    tcp: list[str] = typer.Option(
-        [],
+]
+Tcp = Annotated[
+    list[str],
+    typer.Option(
         "--tcp",
         help="HOST:PORT of a phone on wireless debugging (or the emulated phone); repeatable.",
     ),
-    usb: bool = typer.Option(
-        True, "--usb/--no-usb", help="Also look for phones on USB directly (needs libusb)."
-    ),
-    adb_key: str = typer.Option(
-        "~/.android/adbkey", help="RSA key for phones reached directly (USB or --tcp)."
-    ),
-    device_files: list[Path] = typer.Option(
-        [],
+]
+Usb = Annotated[
+    bool,
+    typer.Option("--usb/--no-usb", help="Also look for phones on USB directly (needs libusb)."),
+]
+AdbKey = Annotated[
+    str,
+    typer.Option("--adb-key", help="RSA key for phones reached directly (USB or --tcp)."),
+]
+DeviceFiles = Annotated[
+    list[Path],
+    typer.Option(
         "--device-files",
         help="Device file, or folder of them, to match against the phones found (repeatable; "
         "default: ./device_configs when it exists).",
     ),
+]
+Port = Annotated[
+    int, typer.Option("--port", min=1, max=65535, help="Loopback TCP port to listen on.")
+]
+Auth = Annotated[
+    bool,
+    typer.Option(
+        "--auth/--no-auth",
+        help="Require RSA authentication, accepting only --authorized-key keys.",
+    ),
+]
+AuthorizedKeys = Annotated[
+    list[Path],
+    typer.Option(
+        "--authorized-key",
+        help="adbkey.pub file whose key the phone trusts (repeatable; with --auth, the default "
+        "is the .pub file of your adb key).",
+    ),
+]
+Temperatures = Annotated[
+    str,
+    typer.Option(
+        "--temperatures",
+        help="Fault: °C the SoC reports on successive reads, comma-separated (e.g. 40,52,50,38).",
+    ),
+]
+DropAfter = Annotated[
+    int | None,
+    typer.Option(
+        "--drop-after",
+        min=0,
+        help="Fault: cut the connection when the host opens service N+1 (once).",
+    ),
+]
+DropMidStream = Annotated[
+    bool,
+    typer.Option(
+        "--drop-mid-stream",
+        help="Fault: with --drop-after, cut after that service did its work, before it answers.",
+    ),
+]
+Unauthorized = Annotated[
+    bool,
+    typer.Option("--unauthorized", help="Fault: ask for AUTH and never accept any key."),
+]
+ShellV2 = Annotated[
+    bool,
+    typer.Option(
+        "--shell-v2/--no-shell-v2", help="--no-shell-v2 behaves like Android 6 (no exit codes)."
+    ),
+]
+Root = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Sandbox folder for the phone's files (default: a temporary folder).",
+        callback=writable_dir,
+    ),
+]
+
+
+@app.command()
+def devices(
+    adb_server: AdbServer = None,
+    tcp: Tcp = [],  # noqa: B006 (typer passes a fresh list; none is kept)
+    usb: Usb = True,
+    adb_key: AdbKey = "~/.android/adbkey",
+    device_files: DeviceFiles = [],  # noqa: B006
 ) -> None:
     """List the Android phones latkit can reach: serial, transport, state, model, and which
     device files reach each one.
@@ -75,43 +148,15 @@ def devices(
 
 @app.command("emulate-phone")
 def emulate_phone(
-    port: int = typer.Option(15585, min=1, max=65535, help="Loopback TCP port to listen on."),
-    auth: bool = typer.Option(
-        False,
-        "--auth/--no-auth",
-        help="Require RSA authentication, accepting only --authorized-key keys.",
-    ),
-    authorized_key: list[Path] = typer.Option(
-        [],
-        "--authorized-key",
-        help="adbkey.pub file whose key the phone trusts (repeatable; with --auth, the default "
-        "is the .pub file of your adb key).",
-    ),
-    temperatures: str = typer.Option(
-        "",
-        help="Fault: °C the SoC reports on successive reads, comma-separated (e.g. 40,52,50,38).",
-    ),
-    drop_after: int | None = typer.Option(
-        None, min=0, help="Fault: cut the connection when the host opens service N+1 (once)."
-    ),
-    drop_mid_stream: bool = typer.Option(
-        False,
-        "--drop-mid-stream",
-        help="Fault: with --drop-after, cut after that service did its work, before it answers.",
-    ),
-    unauthorized: bool = typer.Option(
-        False, "--unauthorized", help="Fault: ask for AUTH and never accept any key."
-    ),
-    shell_v2: bool = typer.Option(
-        True,
-        "--shell-v2/--no-shell-v2",
-        help="--no-shell-v2 behaves like Android 6 (no exit codes).",
-    ),
-    root: Path | None = typer.Option(
-        None,
-        help="Sandbox folder for the phone's files (default: a temporary folder).",
-        callback=writable_dir,
-    ),
+    port: Port = 15585,
+    auth: Auth = False,
+    authorized_key: AuthorizedKeys = [],  # noqa: B006 (typer passes a fresh list; none is kept)
+    temperatures: Temperatures = "",
+    drop_after: DropAfter = None,
+    drop_mid_stream: DropMidStream = False,
+    unauthorized: Unauthorized = False,
+    shell_v2: ShellV2 = True,
+    root: Root = None,
 ) -> None:
     """Run an emulated phone on 127.0.0.1 that speaks the real ADB protocol.
 

@@ -1,18 +1,113 @@
-"""The typer application every command module registers on, and the one-line error handling."""
+"""The typer application every command module registers on, the option types they share, and
+the one-line error handling.
+
+Help reads as other Python CLIs' help does (click's own): a value's type is `INTEGER`, `FLOAT`,
+`TEXT` or `PATH`, a flag shows none, an argument's usage is its name in capitals. Typer's newer
+releases write `<int>`, `<str>`, `<bool>` and `list[...]` instead; `Command` and `Group` put
+click's names back (`click_type`), for every command registered on `app`.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from latkit.cli.output import err_console, labelled, print_wall_time
 from latkit.errors import LatkitError
 
-app = typer.Typer(
+#: click's names of the value types latkit's options take
+CLICK_TYPES = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOLEAN", Path: "PATH"}
+
+
+def click_type(param: Any) -> str | None:
+    """click's name for the values `param` takes: INTEGER, FLOAT, TEXT, PATH (FILE or DIRECTORY
+    where only one is allowed), `INTEGER RANGE` for a bounded number, `[a|b]` for a choice, and
+    nothing for a flag. None where typer gives no type descriptor (its older, click-based
+    releases already write click's names)."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return None
+    if desc.is_choice:
+        return "[" + "|".join(str(choice) for choice in desc.choices) + "]"
+    if desc.is_path:
+        return str(desc.path_type).upper()
+    annotation = desc.annotation
+    while typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    name = CLICK_TYPES.get(annotation, "TEXT")
+    return f"{name} RANGE" if desc.is_ranged else name
+
+
+class Argument(TyperArgument):
+    """An argument as click shows it: its type by click's name, its usage its name in capitals
+    (`FILE`, `[FILE]` when optional)."""
+
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return click_type(self)
+
+    def get_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        name = str(self.name).upper() + ("..." if self.nargs != 1 else "")
+        return [name if self.required else f"[{name}]"]
+
+
+def click_style(param: Any) -> None:
+    """Give `param` click's help: an option its metavar (none for a flag), an argument the
+    display of `Argument` (typer builds its parameters itself, so the class is swapped on the
+    instance; `Argument` adds no state)."""
+    label = click_type(param)
+    if label is None:
+        return
+    if isinstance(param, TyperOption):
+        if param.metavar is None:
+            param.metavar = label
+    elif type(param) is TyperArgument:
+        param.__class__ = Argument
+
+
+class Command(TyperCommand):
+    """A typer command whose help writes click's type names (`click_style`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            click_style(param)
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            click_style(option)
+        return option
+
+
+class Group(TyperGroup):
+    """The `latkit` group: its own `--help` as a flag with no type."""
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            click_style(option)
+        return option
+
+
+class App(typer.Typer):
+    """A typer app whose commands are `Command`s unless one asks for another class."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = App(
     name="latkit",
+    cls=Group,
     help=(
         "Measure op latency on a CPU, an NVIDIA GPU or an Android phone, fit a latency "
         "predictor F(op), and run a ProxylessNAS search against it."
@@ -28,6 +123,8 @@ DB_HELP = (
     "several profiling hosts share."
 )
 DEFAULT_DB = "data/latkit.sqlite"
+SPACE_HELP = "Built-in space name or a space YAML."
+DEVICE_HELP = "Device file (YAML) or the name of a device already in the store."
 
 
 def main() -> None:
@@ -144,3 +241,31 @@ def require_config(device, what: str):
 
 def device_name(device) -> str:
     return device if isinstance(device, str) else device.name
+
+
+# --- option types the commands share ----------------------------------------------------------
+# A command's signature names its options by these types, so that an option every command has
+# (`--db`, `--device`) is spelt, helped and checked in one place.
+
+#: the measurement store
+Db = Annotated[str, typer.Option("--db", help=DB_HELP)]
+#: a device file or a device the store knows (imported data)
+StoredDevice = Annotated[str, typer.Option("--device", "-d", help=DEVICE_HELP)]
+#: a device file to time on (a device known only by imported data has no profiler)
+TimedDevice = Annotated[str, typer.Option("--device", "-d", help="Device file (YAML) to time on.")]
+#: the name rows imported from elsewhere are stored under
+ImportDevice = Annotated[
+    str, typer.Option("--device", "-d", help="Device name to store the rows under.")
+]
+#: a search space (the default is each command's own)
+Space = Annotated[str, typer.Option("--space", help=SPACE_HELP)]
+#: ProxylessNAS net.config files, one a network
+Archs = Annotated[
+    list[Path], typer.Option("--arch", help="ProxylessNAS net.config JSON; repeatable.")
+]
+
+
+def json_option(what: str) -> Any:
+    """The `--json FILE` option, its help saying what is written: every command has one, and
+    each writes something else."""
+    return typer.Option("--json", help=f"Write {what} here.", callback=writable_file)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich import box
 from rich.table import Table
 
 from latkit.cli.app import (
-    DB_HELP,
     DEFAULT_DB,
+    Archs,
+    Db,
+    Space,
+    StoredDevice,
+    TimedDevice,
     app,
     device_name,
+    json_option,
     open_store,
     require_config,
     resolve_device,
@@ -31,40 +37,64 @@ SHOWN_KEYS = 10
 #: their long names leave the other options' help its width
 REDO = "What to measure again"
 
-
-@app.command()
-def profile(
-    device: list[str] = typer.Option(
-        ...,
+Devices = Annotated[
+    list[str],
+    typer.Option(
         "--device",
         "-d",
         help="Device file (YAML) to profile on. Repeat it to profile several devices at once "
         "into one store, one worker process each.",
     ),
-    space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    limit: int | None = typer.Option(
-        None, min=1, max=MAX_OPS, help="Measure only the first N ops."
-    ),
-    fresh: bool = typer.Option(
-        False, "--fresh", help="Re-measure ops already in the store.", rich_help_panel=REDO
-    ),
-    only_unstable: bool = typer.Option(
-        False,
+]
+Limit = Annotated[
+    int | None, typer.Option("--limit", min=1, max=MAX_OPS, help="Measure only the first N ops.")
+]
+Fresh = Annotated[
+    bool,
+    typer.Option("--fresh", help="Re-measure ops already in the store.", rich_help_panel=REDO),
+]
+OnlyUnstable = Annotated[
+    bool,
+    typer.Option(
         "--only-unstable",
         help="Re-measure only the stored rows flagged unstable.",
         rich_help_panel=REDO,
     ),
-    resume: bool = typer.Option(
-        True,
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
         "--resume/--no-resume",
         help="Skip ops already measured (the default); --no-resume = --fresh.",
         rich_help_panel=REDO,
     ),
-    keep: bool = typer.Option(False, "--keep", help="Android: leave pushed files on the phone."),
-    json_out: Path | None = typer.Option(
-        None, "--json", help="Write a JSON summary here.", callback=writable_file
+]
+Keep = Annotated[bool, typer.Option("--keep", help="Android: leave pushed files on the phone.")]
+ProfileJson = Annotated[Path | None, json_option("a JSON summary")]
+Csv = Annotated[
+    Path | None,
+    typer.Option("--csv", help="Write the rows to this CSV file.", callback=writable_file),
+]
+WithOps = Annotated[
+    bool,
+    typer.Option(
+        "--ops/--no-ops", help="Also profile each network's ops, to print their sum beside it."
     ),
+]
+FiguresJson = Annotated[Path | None, json_option("the figures")]
+
+
+@app.command()
+def profile(
+    device: Devices,
+    space: Space = "proxyless-mobile",
+    db: Db = DEFAULT_DB,
+    limit: Limit = None,
+    fresh: Fresh = False,
+    only_unstable: OnlyUnstable = False,
+    resume: Resume = True,
+    keep: Keep = False,
+    json_out: ProfileJson = None,
 ) -> None:
     """Measure every distinct op of a search space on the device and store each row.
 
@@ -215,13 +245,7 @@ def _profile_table(outcomes) -> Table:
 
 
 @app.command()
-def measurements(
-    device: str = typer.Option(..., "--device", "-d", help="Device file or stored device name."),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    csv: Path | None = typer.Option(
-        None, "--csv", help="Write the rows to this CSV file.", callback=writable_file
-    ),
-) -> None:
+def measurements(device: StoredDevice, db: Db = DEFAULT_DB, csv: Csv = None) -> None:
     """Show or export a device's measured ops (one row per op and environment)."""
     with open_store(db) as store:
         name = device_name(resolve_device(device, store))
@@ -255,11 +279,11 @@ def _yes(flag) -> bool:
 
 def _notes(row) -> str:
     """What a reader must know about a row's statistics, in a word or two each."""
-    from latkit.profilers.load import contended, core_count
+    from latkit.profilers.load import contended
 
     notes = [] if _yes(row.exact) else ["derived"]
     if _yes(row.unstable):
-        busy = contended(row.busy_cores, row.steal, core_count())
+        busy = contended(row.waited, row.steal)
         notes.append("unstable: timed busy" if busy else "unstable")
     if row.block and row.block > 1:
         notes.append(f"blocks of {int(row.block)}")
@@ -283,19 +307,11 @@ def spaces() -> None:
 
 @app.command("time-network")
 def time_network(
-    device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to time on."),
-    arch: list[Path] = typer.Option(
-        ..., "--arch", help="ProxylessNAS net.config JSON; repeatable."
-    ),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    ops: bool = typer.Option(
-        True,
-        "--ops/--no-ops",
-        help="Also profile each network's ops, to print their sum beside it.",
-    ),
-    json_out: Path | None = typer.Option(
-        None, "--json", help="Write the figures here.", callback=writable_file
-    ),
+    device: TimedDevice,
+    arch: Archs,
+    db: Db = DEFAULT_DB,
+    ops: WithOps = True,
+    json_out: FiguresJson = None,
 ) -> None:
     """Time whole networks end to end, next to the sum of their separately measured ops.
 

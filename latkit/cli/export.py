@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,24 +11,38 @@ from latkit.cli.app import app, writable_dir
 from latkit.cli.output import console, reporting
 from latkit.devices import MAX_BATCH
 
-
-@app.command()
-def export(
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Folder to write the model files into.", callback=writable_dir
+OutDir = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", help="Folder to write the model files into.", callback=writable_dir
     ),
-    space: str = typer.Option(
-        "proxyless-mobile", help="Built-in space name or a space YAML whose ops to export."
-    ),
-    fmt: str = typer.Option(
-        "tflite", "--format", "-f", help="File format: tflite (LiteRT) or onnx."
-    ),
-    arch: Path | None = typer.Option(
-        None,
+]
+ExportSpace = Annotated[
+    str,
+    typer.Option("--space", help="Built-in space name or a space YAML whose ops to export."),
+]
+Format = Annotated[
+    str, typer.Option("--format", "-f", help="File format: tflite (LiteRT) or onnx.")
+]
+Arch = Annotated[
+    Path | None,
+    typer.Option(
         "--arch",
         help="A ProxylessNAS net.config JSON: write this whole network as one file instead.",
     ),
-    batch: int = typer.Option(1, min=1, max=MAX_BATCH, help="Batch size baked into the files."),
+]
+Batch = Annotated[
+    int, typer.Option("--batch", min=1, max=MAX_BATCH, help="Batch size baked into the files.")
+]
+
+
+@app.command()
+def export(
+    out: OutDir,
+    space: ExportSpace = "proxyless-mobile",
+    fmt: Format = "tflite",
+    arch: Arch = None,
+    batch: Batch = 1,
 ) -> None:
     """Write one model file per distinct op of a space (named by its key) and manifest.json.
 

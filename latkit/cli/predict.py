@@ -7,7 +7,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,8 +15,14 @@ from rich.table import Table
 from latkit.cli.app import (
     DB_HELP,
     DEFAULT_DB,
+    Db,
+    ImportDevice,
+    Space,
+    StoredDevice,
+    TimedDevice,
     app,
     device_name,
+    json_option,
     open_store,
     require_config,
     resolve_device,
@@ -26,19 +32,132 @@ from latkit.cli.app import (
 from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
 from latkit.errors import LatkitError
 from latkit.files import write_json
+from latkit.workflows.defaults import MAX_SEED
 
 if TYPE_CHECKING:
     from latkit.predictors import LatencyPredictor
 
 DATA_HELP = "Folder for predictors and reports (the predictor goes to `DATA_DIR/<device>/`)."
-DEVICE_HELP = "Device file (YAML) or the name of a device already in the store."
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-#: the seeds numpy and scikit-learn accept: anything else would fail deep inside a fit
-MAX_SEED = 2**32 - 1
 #: more networks than anyone times or fits on: a larger count is a typo
 MAX_NETWORKS = 100_000
 #: the largest input size a network config may be predicted at
 MAX_RESOLUTION = 4_096
+
+#: where fitted predictors are read (and, by `fit` and `validate`, written)
+DataDir = Annotated[Path, typer.Option("--data-dir", help=DATA_HELP)]
+WritableDataDir = Annotated[Path, typer.Option("--data-dir", help=DATA_HELP, callback=writable_dir)]
+TestFraction = Annotated[
+    float,
+    typer.Option(
+        "--test-fraction",
+        min=0.0,
+        max=0.9,
+        help="Share of rows (or networks) held out for the printed metrics.",
+    ),
+]
+FitSeed = Annotated[
+    int,
+    typer.Option(
+        "--seed", min=0, max=MAX_SEED, help="Seeds the held-out split and the model fitting."
+    ),
+]
+NetworkTimings = Annotated[
+    Path | None,
+    typer.Option(
+        "--networks",
+        help=(
+            'Fit from whole-network timings instead: a JSONL file, one {"ops": [...], '
+            '"latency_ms": x} per line, the ops as op spec dicts or table keys. --device may '
+            "then be a new name: the device is created (it has no device file)."
+        ),
+    ),
+]
+Train = Annotated[
+    int | None,
+    typer.Option(
+        "--train",
+        min=2,
+        max=MAX_NETWORKS,
+        help="With --networks: fit on N networks picked at random (seeded) and score all the "
+        "others (few-shot: 10 or 20 timings scored on hundreds); replaces --test-fraction.",
+    ),
+]
+Prior = Annotated[
+    str | None,
+    typer.Option(
+        "--prior",
+        help="With --networks: an already fitted device (name or device file) as prior "
+        "knowledge: F = scale x its predictor + corrections, fitted on the networks.",
+    ),
+]
+Calibrate = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate",
+        help="With --networks: start from the op-table fit of this device's rows in --db and "
+        "correct it with the networks, instead of fitting from the networks alone.",
+    ),
+]
+FitJson = Annotated[Path | None, json_option("the held-out metrics (with interval coverage)")]
+PredictArchs = Annotated[
+    list[Path],
+    typer.Option(
+        "--arch",
+        help="A network: ProxylessNAS net.config, once-for-all MobileNetV3 config, or "
+        'once-for-all subnet choices {"ks": [...], "e": [...], "d": [...], "r": [224]}; '
+        "repeatable.",
+    ),
+]
+PredictNetworks = Annotated[
+    Path | None,
+    typer.Option(
+        "--networks",
+        help='Networks as in `latkit fit --networks`: one {"ops": [...]} per line '
+        '(latency_ms, if present, is shown as measured; "name" names the line).',
+    ),
+]
+ShowOps = Annotated[
+    bool,
+    typer.Option(
+        "--ops",
+        help="Also show each op's latency and share, and whether the device's "
+        "table measured it or F's model answered.",
+    ),
+]
+SubnetSpace = Annotated[
+    str,
+    typer.Option("--space", help="Space that once-for-all subnet choices refer to (name or YAML)."),
+]
+Resolution = Annotated[
+    int | None,
+    typer.Option(
+        "--resolution",
+        min=1,
+        max=MAX_RESOLUTION,
+        help="Input size for configs that do not give one.",
+    ),
+]
+PredictDb = Annotated[
+    str, typer.Option("--db", help=DB_HELP + " Stored end-to-end timings are shown.")
+]
+PredictJson = Annotated[Path | None, json_option("one entry per network, in input order,")]
+Networks = Annotated[
+    int,
+    typer.Option("--networks", min=1, max=MAX_NETWORKS, help="How many random networks."),
+]
+SampleSeed = Annotated[
+    int,
+    typer.Option("--seed", min=0, max=MAX_SEED, help="Seeds which architectures are sampled."),
+]
+ValidateJson = Annotated[Path | None, json_option("n and the metrics")]
+LutFile = Annotated[Path, typer.Argument(help="ProxylessNAS or once-for-all YAML latency table.")]
+LutFormat = Annotated[
+    str,
+    typer.Option("--format", help="proxylessnas (expand = ratio, var) or ofa (expand = mid, std)."),
+]
+LutOut = Annotated[Path, typer.Option("--out", help="YAML file to write.", callback=writable_file)]
+CsvFile = Annotated[Path, typer.Argument(help="CSV: op spec columns plus latency_ms or median_ms.")]
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
@@ -84,50 +203,16 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 @app.command()
 def fit(
-    device: str = typer.Option(..., "--device", "-d", help=DEVICE_HELP),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    test_fraction: float = typer.Option(
-        0.2, min=0.0, max=0.9, help="Share of rows (or networks) held out for the printed metrics."
-    ),
-    seed: int = typer.Option(
-        0, min=0, max=MAX_SEED, help="Seeds the held-out split and the model fitting."
-    ),
-    networks: Path | None = typer.Option(
-        None,
-        "--networks",
-        help=(
-            'Fit from whole-network timings instead: a JSONL file, one {"ops": [...], '
-            '"latency_ms": x} per line, the ops as op spec dicts or table keys. --device may '
-            "then be a new name: the device is created (it has no device file)."
-        ),
-    ),
-    train: int | None = typer.Option(
-        None,
-        "--train",
-        min=2,
-        max=MAX_NETWORKS,
-        help="With --networks: fit on N networks picked at random (seeded) and score all the "
-        "others (few-shot: 10 or 20 timings scored on hundreds); replaces --test-fraction.",
-    ),
-    prior: str | None = typer.Option(
-        None,
-        "--prior",
-        help="With --networks: an already fitted device (name or device file) as prior "
-        "knowledge: F = scale x its predictor + corrections, fitted on the networks.",
-    ),
-    calibrate: bool = typer.Option(
-        False,
-        "--calibrate",
-        help="With --networks: start from the op-table fit of this device's rows in --db and "
-        "correct it with the networks, instead of fitting from the networks alone.",
-    ),
-    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP, callback=writable_dir),
-    json_out: Path | None = typer.Option(
-        None,
-        "--json",
-        help="Write the held-out metrics (with interval coverage) here.",
-        callback=writable_file,
-    ),
+    device: StoredDevice,
+    db: Db = DEFAULT_DB,
+    test_fraction: TestFraction = 0.2,
+    seed: FitSeed = 0,
+    networks: NetworkTimings = None,
+    train: Train = None,
+    prior: Prior = None,
+    calibrate: Calibrate = False,
+    data_dir: WritableDataDir = Path("data"),
+    json_out: FitJson = None,
 ) -> None:
     """Fit the device's latency predictor F(op) and print held-out accuracy.
 
@@ -169,6 +254,14 @@ def fit(
         store.register_device(resolved)
         if new:
             _say_new_device(name, store)
+    _print_fit(result, name, data_dir, json_out)
+
+
+def _print_fit(result: _Fitted, name: str, data_dir: Path, json_out: Path | None) -> None:
+    """What `latkit fit` prints: where F went, the held-out metrics (per model family where
+    they were compared), the calibration networks' CV+; and the `--json` payload."""
+    from latkit.predictors import predictor_path
+
     predictor = result.predictor
     print_fields(
         [
@@ -302,44 +395,15 @@ def _fit_networks(
 
 @app.command()
 def predict(
-    device: str = typer.Option(..., "--device", "-d", help=DEVICE_HELP),
-    arch: list[Path] = typer.Option(
-        [],
-        "--arch",
-        help="A network: ProxylessNAS net.config, once-for-all MobileNetV3 config, or "
-        'once-for-all subnet choices {"ks": [...], "e": [...], "d": [...], "r": [224]}; '
-        "repeatable.",
-    ),
-    networks: Path | None = typer.Option(
-        None,
-        "--networks",
-        help='Networks as in `latkit fit --networks`: one {"ops": [...]} per line '
-        '(latency_ms, if present, is shown as measured; "name" names the line).',
-    ),
-    ops: bool = typer.Option(
-        False,
-        "--ops",
-        help="Also show each op's latency and share, and whether the device's "
-        "table measured it or F's model answered.",
-    ),
-    space: str = typer.Option(
-        "ofa-mbv3", help="Space that once-for-all subnet choices refer to (name or YAML)."
-    ),
-    resolution: int | None = typer.Option(
-        None,
-        "--resolution",
-        min=1,
-        max=MAX_RESOLUTION,
-        help="Input size for configs that do not give one.",
-    ),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " Stored end-to-end timings are shown."),
-    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP),
-    json_out: Path | None = typer.Option(
-        None,
-        "--json",
-        help="Write one entry per network, in input order, here.",
-        callback=writable_file,
-    ),
+    device: StoredDevice,
+    arch: PredictArchs = [],  # noqa: B006 (typer passes a fresh list; none is kept)
+    networks: PredictNetworks = None,
+    ops: ShowOps = False,
+    space: SubnetSpace = "ofa-mbv3",
+    resolution: Resolution = None,
+    db: PredictDb = DEFAULT_DB,
+    data_dir: DataDir = Path("data"),
+    json_out: PredictJson = None,
 ) -> None:
     """Predict how fast networks run on the device, with a 90% interval each.
 
@@ -381,17 +445,13 @@ def predict(
 
 @app.command()
 def validate(
-    device: str = typer.Option(..., "--device", "-d", help="Device file (YAML) to time on."),
-    networks: int = typer.Option(
-        50, "--networks", min=1, max=MAX_NETWORKS, help="How many random networks."
-    ),
-    space: str = typer.Option("proxyless-mobile", help="Built-in space name or a space YAML."),
-    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seeds which architectures are sampled."),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    data_dir: Path = typer.Option(Path("data"), help=DATA_HELP, callback=writable_dir),
-    json_out: Path | None = typer.Option(
-        None, "--json", help="Write n and the metrics here.", callback=writable_file
-    ),
+    device: TimedDevice,
+    networks: Networks = 50,
+    space: Space = "proxyless-mobile",
+    seed: SampleSeed = 0,
+    db: Db = DEFAULT_DB,
+    data_dir: WritableDataDir = Path("data"),
+    json_out: ValidateJson = None,
 ) -> None:
     """Check the fitted predictor end to end on whole networks timed on the device.
 
@@ -452,11 +512,7 @@ def validate(
 
 
 @app.command("import-lut")
-def import_lut_command(
-    file: Path = typer.Argument(..., help="ProxylessNAS or once-for-all YAML latency table."),
-    device: str = typer.Option(..., "--device", "-d", help="Device name to store the rows under."),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-) -> None:
+def import_lut_command(file: LutFile, device: ImportDevice, db: Db = DEFAULT_DB) -> None:
     """Import a latency lookup table measured elsewhere (dialect detected from its keys).
 
     Each key becomes an op row with the table's count, mean and var or std. Importing several
@@ -473,12 +529,7 @@ def import_lut_command(
 
 @app.command("export-lut")
 def export_lut_command(
-    device: str = typer.Option(..., "--device", "-d", help=DEVICE_HELP),
-    fmt: str = typer.Option(
-        ..., "--format", help="proxylessnas (expand = ratio, var) or ofa (expand = mid, std)."
-    ),
-    out: Path = typer.Option(..., "--out", help="YAML file to write.", callback=writable_file),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
+    device: StoredDevice, fmt: LutFormat, out: LutOut, db: Db = DEFAULT_DB
 ) -> None:
     """Write a device's op rows as a ProxylessNAS or once-for-all YAML latency table."""
     from latkit.predictors import export_lut
@@ -490,11 +541,7 @@ def export_lut_command(
 
 
 @app.command("import-measurements")
-def import_measurements_command(
-    file: Path = typer.Argument(..., help="CSV: op spec columns plus latency_ms or median_ms."),
-    device: str = typer.Option(..., "--device", "-d", help="Device name to store the rows under."),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-) -> None:
+def import_measurements_command(file: CsvFile, device: ImportDevice, db: Db = DEFAULT_DB) -> None:
     """Import latencies measured elsewhere from a CSV.
 
     Columns: type, input_hw, cin, cout (required) and stride, kernel, expand, groups, se, act,

@@ -7,6 +7,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,13 +15,15 @@ from rich.table import Table
 from latkit.cli.app import (
     DB_HELP,
     DEFAULT_DB,
+    Db,
+    Space,
     app,
     device_name,
+    json_option,
     open_store,
     require_config,
     resolve_device,
     writable_dir,
-    writable_file,
 )
 from latkit.cli.output import (
     console,
@@ -36,6 +39,10 @@ from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.workflows.defaults import (
     ARCH_LR,
+    BATCH_SIZE,
+    DATASET,
+    EPOCHS,
+    FINAL_EPOCHS,
     LOSS,
     MAX_ARCH_LR,
     MAX_BATCH,
@@ -44,10 +51,22 @@ from latkit.workflows.defaults import (
     MAX_NPROC,
     MAX_ROUNDS,
     MAX_SEED,
+    MODE,
+    QUICKSTART_FINAL_EPOCHS,
     ROUNDS,
+    SPACE,
+    STRATEGY,
+    WARMUP_EPOCHS,
     free_cores,
     usable_cores,
 )
+
+if TYPE_CHECKING:
+    from latkit.devices import DeviceConfig
+    from latkit.search.trainer import SearchConfig
+    from latkit.spaces import SearchSpace
+    from latkit.store import MeasurementStore
+    from latkit.workflows.search import SearchResult
 
 DATA_HELP = "Folder of fitted predictors; results go to `DATA_DIR/<device>/` unless --out is given."
 THREADS_HELP = "Torch threads for training (0: torch's default, all cores)."
@@ -57,6 +76,9 @@ SEARCH_THREADS_HELP = (
 )
 #: the cores this process may use: the most threads or processes worth asking for
 CORES = usable_cores()
+#: the search options about timing the result on the device: a help panel of their own, so
+#: that `--measure/--no-measure` leaves the other options' help its width
+TIMING = "Timing the result on the device"
 
 
 def positive(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
@@ -86,6 +108,216 @@ def non_negative(
     if value is not None and not (math.isfinite(value) and value >= 0):
         raise typer.BadParameter(f"must be a finite number >= 0, got {value}")
     return value
+
+
+# --- the options of `latkit search` and `latkit quickstart` -------------------------------------
+
+SearchDevice = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        "-d",
+        help="Device file (YAML), or the name of a device in --db (imported data: F only).",
+    ),
+]
+TargetMs = Annotated[
+    float,
+    typer.Option(
+        "--target-ms",
+        "-t",
+        help="Latency target T in ms. A T outside F's range for the space is refused, with "
+        "the range.",
+        callback=positive,
+    ),
+]
+DatasetName = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="digits (bundled with scikit-learn), cifar10:DIR (extracted python batches) or "
+        "imagefolder:DIR (a train and a val folder, each with one folder of images per class; "
+        "needs latkit[vision]).",
+    ),
+]
+Epochs = Annotated[
+    int,
+    typer.Option(
+        "--epochs",
+        min=0,
+        max=MAX_EPOCHS,
+        help="Search epochs (weights and architecture); 0: no training, F's range now.",
+    ),
+]
+WarmupEpochs = Annotated[
+    int,
+    typer.Option(
+        "--warmup-epochs",
+        min=0,
+        max=MAX_EPOCHS,
+        help="Weights-only epochs before the architecture moves.",
+    ),
+]
+Strategy = Annotated[str, typer.Option("--strategy", help="gradient (binary gates) or reinforce.")]
+Loss = Annotated[
+    str,
+    typer.Option(
+        "--loss",
+        help="lagrangian: lands E[LAT] on T (dual ascent). ProxylessNAS's trade-offs, which push "
+        "latency down rather than track T: add-linear, CE + λ(E[LAT]-T)/T; mul-log, "
+        "0.2 CE (log E[LAT]/log T)^0.3.",
+    ),
+]
+Lam = Annotated[
+    float | None,
+    typer.Option(
+        "--lam",
+        help="λ of add-linear, >= 0 (default 0.1, as ProxylessNAS).",
+        callback=non_negative,
+    ),
+]
+Mode = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="Binary-gate mode: two-path, single, or all-path (DARTS, memory-hungry).",
+    ),
+]
+HardBudget = Annotated[
+    bool,
+    typer.Option(
+        "--hard-budget",
+        help="Derive within [0.96 T, T] predicted (aim: measured <= T); else within T ± 2%. "
+        "Exits with status 1 if the result, timed afresh, is over T or under 0.9 T.",
+    ),
+]
+SearchSeed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        min=0,
+        max=MAX_SEED,
+        help="Seeds the data split, the init and the path sampling.",
+    ),
+]
+FinalEpochs = Annotated[
+    int,
+    typer.Option(
+        "--final-epochs",
+        min=0,
+        max=MAX_EPOCHS,
+        help="Epochs to train the found network from scratch.",
+    ),
+]
+ArchLr = Annotated[
+    float,
+    typer.Option(
+        "--arch-lr",
+        help=f"Adam lr of α, in (0, {MAX_ARCH_LR:g}] (ProxylessNAS: 1e-3 over ~10^5 ImageNet "
+        "steps; small data needs more).",
+        callback=bounded(MAX_ARCH_LR),
+    ),
+]
+BatchSize = Annotated[
+    int, typer.Option("--batch-size", min=2, max=MAX_BATCH, help="Training batch size.")
+]
+Measure = Annotated[
+    bool,
+    typer.Option(
+        "--measure/--no-measure",
+        help="Time the found network on the device, and while predicted and measured differ by "
+        "over 5%, refit F and derive the network again; --no-measure does not time it.",
+        rich_help_panel=TIMING,
+    ),
+]
+MeasureOn = Annotated[
+    str | None,
+    typer.Option(
+        "--measure-on",
+        help="Device file to time the result on (for a --device known only by imported data).",
+        rich_help_panel=TIMING,
+    ),
+]
+Rounds = Annotated[
+    int,
+    typer.Option(
+        "--rounds",
+        min=1,
+        max=MAX_ROUNDS,
+        help="Most derive-and-time rounds of the closed loop.",
+        rich_help_panel=TIMING,
+    ),
+]
+SearchThreads = Annotated[
+    int | None,
+    typer.Option("--train-threads", min=0, max=CORES, help=SEARCH_THREADS_HELP, show_default=False),
+]
+TrainDevice = Annotated[
+    str,
+    typer.Option(
+        "--train-device",
+        help="Where the supernet trains: cpu, cuda, cuda:N, mps or auto. Latency is still that "
+        "of --device, where the found network is timed.",
+    ),
+]
+Amp = Annotated[
+    str | None,
+    typer.Option("--amp", help="Mixed precision for training: bf16 or fp16 (with loss scaling)."),
+]
+ResumeSearch = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the search checkpointed in the output folder (same arguments, same --out).",
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an earlier search's results in the output folder; without it (or "
+        "--resume) a folder holding them is refused.",
+    ),
+]
+Nproc = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        max=MAX_NPROC,
+        help="Data-parallel processes on this machine, started with torchrun (gloo on CPU, NCCL "
+        "on CUDA); --batch-size is the global batch. Same as torchrun --nproc-per-node N -m latkit.",
+    ),
+]
+SearchJson = Annotated[Path | None, json_option("the result as JSON")]
+SearchDb = Annotated[str, typer.Option("--db", help=DB_HELP + " The timings are stored in it.")]
+DataDir = Annotated[Path, typer.Option("--data-dir", help=DATA_HELP, callback=writable_dir)]
+OutDir = Annotated[
+    Path | None,
+    typer.Option("--out", help="Folder for net.config, PNG, history.", callback=writable_dir),
+]
+QuickstartJson = Annotated[Path | None, json_option("the summary as JSON")]
+Networks = Annotated[
+    int,
+    typer.Option("--networks", min=2, max=MAX_NETWORKS, help="Whole networks that validate F."),
+]
+QuickEpochs = Annotated[int, typer.Option("--epochs", min=0, max=MAX_EPOCHS, help="Search epochs.")]
+QuickWarmupEpochs = Annotated[
+    int,
+    typer.Option("--warmup-epochs", min=0, max=MAX_EPOCHS, help="Weights-only epochs."),
+]
+QuickFinalEpochs = Annotated[
+    int,
+    typer.Option("--final-epochs", min=0, max=MAX_EPOCHS, help="Epochs for the result."),
+]
+QuickThreads = Annotated[
+    int,
+    typer.Option(
+        "--train-threads",
+        min=0,
+        max=CORES,
+        help=THREADS_HELP + " 1 keeps a small machine responsive.",
+    ),
+]
 
 
 def short_names(space, arch: Sequence[int]) -> list[str]:
@@ -151,141 +383,34 @@ def interruption_said() -> Iterator[None]:
 
 @app.command()
 def search(
-    device: str = typer.Option(
-        ...,
-        "--device",
-        "-d",
-        help="Device file (YAML), or the name of a device in --db (imported data: F only).",
-    ),
-    target_ms: float = typer.Option(
-        ...,
-        "--target-ms",
-        "-t",
-        help="Latency target T in ms. A T outside F's range for the space is refused, with "
-        "the range.",
-        callback=positive,
-    ),
-    space: str = typer.Option("proxyless-tiny", help="Built-in space name or a space YAML."),
-    dataset: str = typer.Option(
-        "digits",
-        help="digits (bundled with scikit-learn), cifar10:DIR (extracted python batches) or "
-        "imagefolder:DIR (a train and a val folder, each with one folder of images per class; "
-        "needs latkit[vision]).",
-    ),
-    epochs: int = typer.Option(
-        8,
-        min=0,
-        max=MAX_EPOCHS,
-        help="Search epochs (weights and architecture); 0: no training, F's range now.",
-    ),
-    warmup_epochs: int = typer.Option(
-        4,
-        "--warmup-epochs",
-        min=0,
-        max=MAX_EPOCHS,
-        help="Weights-only epochs before the architecture moves.",
-    ),
-    strategy: str = typer.Option("gradient", help="gradient (binary gates) or reinforce."),
-    loss: str = typer.Option(
-        LOSS,
-        help="lagrangian: lands E[LAT] on T (dual ascent). ProxylessNAS's trade-offs, which push "
-        "latency down rather than track T: add-linear, CE + λ(E[LAT]-T)/T; mul-log, "
-        "0.2 CE (log E[LAT]/log T)^0.3.",
-    ),
-    lam: float | None = typer.Option(
-        None,
-        "--lam",
-        help="λ of add-linear, >= 0 (default 0.1, as ProxylessNAS).",
-        callback=non_negative,
-    ),
-    mode: str = typer.Option(
-        "two-path", help="Binary-gate mode: two-path, single, or all-path (DARTS, memory-hungry)."
-    ),
-    hard_budget: bool = typer.Option(
-        False,
-        "--hard-budget",
-        help="Derive within [0.96 T, T] predicted (aim: measured <= T); else within T ± 2%. "
-        "Exits with status 1 if the result, timed afresh, is over T or under 0.9 T.",
-    ),
-    seed: int = typer.Option(
-        0, min=0, max=MAX_SEED, help="Seeds the data split, the init and the path sampling."
-    ),
-    final_epochs: int = typer.Option(
-        5,
-        "--final-epochs",
-        min=0,
-        max=MAX_EPOCHS,
-        help="Epochs to train the found network from scratch.",
-    ),
-    arch_lr: float = typer.Option(
-        ARCH_LR,
-        "--arch-lr",
-        help=f"Adam lr of α, in (0, {MAX_ARCH_LR:g}] (ProxylessNAS: 1e-3 over ~10^5 ImageNet "
-        "steps; small data needs more).",
-        callback=bounded(MAX_ARCH_LR),
-    ),
-    batch_size: int = typer.Option(
-        32, "--batch-size", min=2, max=MAX_BATCH, help="Training batch size."
-    ),
-    no_measure: bool = typer.Option(
-        False,
-        "--no-measure",
-        help="Do not time the found network. By default it is timed on the device, and F is "
-        "refit and the network derived again while predicted and measured differ by over 5%.",
-    ),
-    measure_on: str | None = typer.Option(
-        None,
-        "--measure-on",
-        help="Device file to time the result on (for a --device known only by imported data).",
-    ),
-    rounds: int = typer.Option(
-        ROUNDS,
-        "--rounds",
-        min=1,
-        max=MAX_ROUNDS,
-        help="Most derive-and-time rounds of the closed loop.",
-    ),
-    train_threads: int | None = typer.Option(
-        None, "--train-threads", min=0, max=CORES, help=SEARCH_THREADS_HELP, show_default=False
-    ),
-    train_device: str = typer.Option(
-        "cpu",
-        "--train-device",
-        help="Where the supernet trains: cpu, cuda, cuda:N, mps or auto. Latency is still that "
-        "of --device, where the found network is timed.",
-    ),
-    amp: str | None = typer.Option(
-        None, "--amp", help="Mixed precision for training: bf16 or fp16 (with loss scaling)."
-    ),
-    resume: bool = typer.Option(
-        False,
-        "--resume",
-        help="Continue the search checkpointed in the output folder (same arguments, same --out).",
-    ),
-    overwrite: bool = typer.Option(
-        False,
-        "--overwrite",
-        help="Replace an earlier search's results in the output folder; without it (or "
-        "--resume) a folder holding them is refused.",
-    ),
-    nproc: int = typer.Option(
-        1,
-        "--nproc",
-        min=1,
-        max=MAX_NPROC,
-        help="Data-parallel processes on this machine, started with torchrun (gloo on CPU, NCCL "
-        "on CUDA); --batch-size is the global batch. Same as torchrun --nproc-per-node N -m latkit.",
-    ),
-    json_out: Path | None = typer.Option(
-        None, "--json", help="Write the result as JSON here.", callback=writable_file
-    ),
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP + " The timings are stored in it."),
-    data_dir: Path = typer.Option(
-        Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Folder for net.config, PNG, history.", callback=writable_dir
-    ),
+    device: SearchDevice,
+    target_ms: TargetMs,
+    space: Space = SPACE,
+    dataset: DatasetName = DATASET,
+    epochs: Epochs = EPOCHS,
+    warmup_epochs: WarmupEpochs = WARMUP_EPOCHS,
+    strategy: Strategy = STRATEGY,
+    loss: Loss = LOSS,
+    lam: Lam = None,
+    mode: Mode = MODE,
+    hard_budget: HardBudget = False,
+    seed: SearchSeed = 0,
+    final_epochs: FinalEpochs = FINAL_EPOCHS,
+    arch_lr: ArchLr = ARCH_LR,
+    batch_size: BatchSize = BATCH_SIZE,
+    measure: Measure = True,
+    measure_on: MeasureOn = None,
+    rounds: Rounds = ROUNDS,
+    train_threads: SearchThreads = None,
+    train_device: TrainDevice = "cpu",
+    amp: Amp = None,
+    resume: ResumeSearch = False,
+    overwrite: Overwrite = False,
+    nproc: Nproc = 1,
+    json_out: SearchJson = None,
+    db: SearchDb = DEFAULT_DB,
+    data_dir: DataDir = Path("data"),
+    out: OutDir = None,
 ) -> None:
     """Search an architecture that runs in about T on the device: ProxylessNAS with F(op).
 
@@ -299,19 +424,13 @@ def search(
     saves the current step, and `--resume` continues. A T outside F's range is refused with
     the range; `--epochs 0 --final-epochs 0 --no-measure` prints it.
     """
+    from latkit.search.trainer import SearchConfig
     from latkit.spaces import load_space
-    from latkit.workflows.search import (
-        check_out_dir,
-        default_out_dir,
-        launch_search,
-        run_search,
-        search_config,
-        torch_threads,
-    )
+    from latkit.workflows.search import check_out_dir, default_out_dir, launch_search
 
     if lam is not None and loss != "add-linear":
         raise LatkitError("--lam applies to --loss add-linear only")
-    config = search_config(
+    config = SearchConfig(
         loss_params={} if lam is None else {"lam": lam},
         target_ms=target_ms,
         epochs=epochs,
@@ -345,29 +464,25 @@ def search(
             if measure_on is None
             else require_config(resolve_device(measure_on, store), "--measure-on")
         )
-        threads, picked = _training_threads(train_threads)
-        with reporting() as reporter, torch_threads(threads):
-            result = run_search(
-                resolved,
-                config,
-                space=chosen,
-                dataset=dataset,
-                hard_budget=hard_budget,
-                final_epochs=final_epochs,
-                measure=not no_measure,
-                measure_on=timer,
-                rounds=rounds,
-                data_dir=data_dir,
-                out_dir=out,
-                store=store,
-                reporter=reporter,
-                on_epoch=epoch_printer(reporter, chosen),
-                train_device=train_device,
-                amp=amp,
-                resume=resume,
-                overwrite=overwrite,
-                training_notes=picked,
-            )
+        result = _search_here(
+            resolved,
+            config,
+            store,
+            train_threads,
+            space=chosen,
+            dataset=dataset,
+            hard_budget=hard_budget,
+            final_epochs=final_epochs,
+            measure=measure,
+            measure_on=timer,
+            rounds=rounds,
+            data_dir=data_dir,
+            out_dir=out,
+            train_device=train_device,
+            amp=amp,
+            resume=resume,
+            overwrite=overwrite,
+        )
     if result.rank != 0:
         return
     _print_result(result, chosen, f"search on {device_name(resolved)}: T = {target_ms:g} ms")
@@ -376,6 +491,33 @@ def search(
     if result.budget_missed:
         err_console.print(result.budget_missed, style="bold red", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _search_here(
+    device: DeviceConfig | str,
+    config: SearchConfig,
+    store: MeasurementStore,
+    train_threads: int | None,
+    *,
+    space: SearchSpace,
+    **options: Any,
+) -> SearchResult:
+    """`run_search` in this process: on the training threads asked for (else the cores free
+    now, said), with the per-epoch lines and the progress of `reporting`."""
+    from latkit.workflows.search import run_search, torch_threads
+
+    threads, picked = _training_threads(train_threads)
+    with reporting() as reporter, torch_threads(threads):
+        return run_search(
+            device,
+            config,
+            space=space,
+            store=store,
+            reporter=reporter,
+            on_epoch=epoch_printer(reporter, space),
+            training_notes=picked,
+            **options,
+        )
 
 
 def _training_threads(requested: int | None, processes: int = 1) -> tuple[int, list[str]]:
@@ -410,7 +552,7 @@ def _rank_args(args: list[str], nproc: int, train_threads: int | None, resume: b
 def _print_result(result, space, title: str) -> None:
     """The result table, the architecture, where F's prediction came from, F's range, any
     note, and where the files are."""
-    from latkit.workflows.search import prediction_source
+    from latkit.workflows.loop import prediction_source
 
     low, high = result.range_ms
     console.print(_result_table(result, space, title))
@@ -429,30 +571,14 @@ def _print_result(result, space, title: str) -> None:
 
 @app.command()
 def quickstart(
-    db: str = typer.Option(DEFAULT_DB, help=DB_HELP),
-    data_dir: Path = typer.Option(
-        Path("data"), "--data-dir", help=DATA_HELP, callback=writable_dir
-    ),
-    json_out: Path | None = typer.Option(
-        None, "--json", help="Write the summary as JSON here.", callback=writable_file
-    ),
-    networks: int = typer.Option(
-        20, min=2, max=MAX_NETWORKS, help="Whole networks that validate F."
-    ),
-    epochs: int = typer.Option(8, min=0, max=MAX_EPOCHS, help="Search epochs."),
-    warmup_epochs: int = typer.Option(
-        4, "--warmup-epochs", min=0, max=MAX_EPOCHS, help="Weights-only epochs."
-    ),
-    final_epochs: int = typer.Option(
-        4, "--final-epochs", min=0, max=MAX_EPOCHS, help="Epochs for the result."
-    ),
-    train_threads: int = typer.Option(
-        1,
-        "--train-threads",
-        min=0,
-        max=CORES,
-        help=THREADS_HELP + " 1 keeps a small machine responsive.",
-    ),
+    db: Db = DEFAULT_DB,
+    data_dir: DataDir = Path("data"),
+    json_out: QuickstartJson = None,
+    networks: Networks = 20,
+    epochs: QuickEpochs = EPOCHS,
+    warmup_epochs: QuickWarmupEpochs = WARMUP_EPOCHS,
+    final_epochs: QuickFinalEpochs = QUICKSTART_FINAL_EPOCHS,
+    train_threads: QuickThreads = 1,
 ) -> None:
     """The whole job on this machine's CPU (onnxruntime, 1 thread), in a few minutes.
 
@@ -462,7 +588,7 @@ def quickstart(
     stage is resumable: run it again after an interruption and finished work is reused.
     """
     from latkit.spaces import load_space
-    from latkit.workflows.quickstart import SPACE, quickstart
+    from latkit.workflows.quickstart import quickstart
 
     with reporting() as reporter:
         result = quickstart(
@@ -482,7 +608,7 @@ def quickstart(
     summary_table.add_column("result")
     rows = {
         "ops profiled": str(result.profile.ops),
-        "rows unstable (busy)": f"{len(result.profile.unstable)} ({result.profile.busy})",
+        "rows unstable": f"{len(result.profile.unstable)} ({len(result.profile.busy)} busy)",
         "F ±10% (networks)": f"{validation.metrics['acc10']:.0%} of {validation.n}",
         "F's 90% interval held": f"{validation.metrics['coverage']:.0%}",
         "final architecture": " ".join(short_names(load_space(SPACE), search.arch)),

@@ -8,5 +8,7 @@ The CLI parses arguments, calls one of these and prints what it returns; nothing
 - `quickstart`: profile, fit, validate and search on this CPU, end to end;
 - `validate`: F against whole networks timed on the device;
 - `networks`: whole networks timed beside the sum of their ops;
-- `discovery`: the Android phones reachable over USB, TCP or an adb server.
+- `discovery`: the Android phones reachable over USB, TCP or an adb server;
+- `defaults`: the search's defaults (those of `SearchConfig` come from `latkit.search.defaults`)
+  and the command line's limits.
 """

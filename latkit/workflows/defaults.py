@@ -1,16 +1,54 @@
 """The search's defaults and limits that `latkit search --help` shows, apart from the search itself
-so that the help (and every other command's start-up) does not wait for torch to import."""
+so that the help (and every other command's start-up) does not wait for torch to import.
+
+What decides a `SearchConfig` is defined in `latkit.search.defaults` (the search reads it too) and
+handed on here; what only a whole run has (space, data, final training, rounds) and the command
+line's limits are defined here."""
 
 from __future__ import annotations
 
 import os
 
-#: ProxylessNAS moves α with lr 1e-3 over ~10^5 ImageNet arch steps; digits gives ~10^2, so
-#: searches started from the command line default to a larger step.
-ARCH_LR = 0.03
-#: the target-seeking loss (`latkit.search.losses`); ProxylessNAS's own are `add-linear` and
-#: `mul-log`
-LOSS = "lagrangian"
+from latkit.search.defaults import (
+    ARCH_LR,
+    BATCH_SIZE,
+    EPOCHS,
+    LOSS,
+    MODE,
+    STRATEGY,
+    WARMUP_EPOCHS,
+)
+
+__all__ = [
+    "ARCH_LR",
+    "BATCH_SIZE",
+    "DATASET",
+    "EPOCHS",
+    "FINAL_EPOCHS",
+    "LOSS",
+    "MAX_ARCH_LR",
+    "MAX_BATCH",
+    "MAX_EPOCHS",
+    "MAX_NETWORKS",
+    "MAX_NPROC",
+    "MAX_ROUNDS",
+    "MAX_SEED",
+    "MODE",
+    "QUICKSTART_FINAL_EPOCHS",
+    "ROUNDS",
+    "SPACE",
+    "STRATEGY",
+    "WARMUP_EPOCHS",
+    "free_cores",
+    "usable_cores",
+]
+
+#: the space and the data a search runs on unless told otherwise
+SPACE = "proxyless-tiny"
+DATASET = "digits"
+#: epochs to train the found network from scratch (`latkit quickstart`: fewer, to stay quick)
+FINAL_EPOCHS = 5
+QUICKSTART_FINAL_EPOCHS = 4
 #: the most derive-and-time rounds of the closed loop
 ROUNDS = 3
 

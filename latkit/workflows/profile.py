@@ -10,12 +10,13 @@ disagreed, or timed while the machine was busy) are measured again, and nothing 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
-from latkit.profilers import ProfilerOptions, get_profiler
+from latkit.profilers import Profiler, ProfilerOptions, get_profiler
 from latkit.profilers.session import (
     CALIBRATION_NETWORKS,
     ProfileSummary,
@@ -47,24 +48,57 @@ def profile_space(
     The unit of work of a fleet too: `latkit.workflows.fleet` runs it once per device, each in
     its own process with its own connection to the store."""
     check_options(config, keep_files, fresh=fresh, only_unstable=only_unstable)
-    ops = space.distinct_ops()[:limit] if limit else space.distinct_ops()
     options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
     if reporter is not None:
         options = replace(options, reporter=reporter)
     profiler = get_profiler(config, options)
     try:
-        summary = profile_ops(profiler, ops, store, fresh=fresh, only_unstable=only_unstable)
-        if calibration > 0 and not limit and not only_unstable:
-            calibrate(
-                profiler,
-                store,
-                space,
-                n=calibration,
-                description=f"calibrating {config.name} on {calibration} whole networks",
-            )
-        return summary
+        return profile_steps(
+            profiler,
+            space,
+            store,
+            limit=limit,
+            fresh=fresh,
+            only_unstable=only_unstable,
+            calibration=calibration,
+        )
     finally:
         profiler.close()
+
+
+def profile_steps(
+    profiler: Profiler,
+    space: SearchSpace,
+    store: MeasurementStore,
+    *,
+    limit: int | None = None,
+    fresh: bool = False,
+    only_unstable: bool = False,
+    calibration: int = CALIBRATION_NETWORKS,
+    ops_title: str | None = None,
+    calibration_title: str | None = None,
+    on_ops: Callable[[ProfileSummary], None] | None = None,
+) -> ProfileSummary:
+    """The two steps of `profile_space` on a profiler the caller holds open (`latkit
+    quickstart` goes on to validate F with it): the ops, then the calibration networks.
+    `ops_title` and `calibration_title` name the steps' progress (a caller numbers its stages);
+    `on_ops` hears the ops' summary before calibration starts."""
+    ops = space.distinct_ops()[:limit] if limit else space.distinct_ops()
+    summary = profile_ops(
+        profiler, ops, store, fresh=fresh, only_unstable=only_unstable, description=ops_title
+    )
+    if on_ops is not None:
+        on_ops(summary)
+    if calibration > 0 and not limit and not only_unstable:
+        calibrate(
+            profiler,
+            store,
+            space,
+            n=calibration,
+            description=calibration_title
+            or f"calibrating {profiler.device.name} on {calibration} whole networks",
+        )
+    return summary
 
 
 def check_options(

@@ -16,16 +16,17 @@ from typing import Any
 from latkit.devices import DeviceConfig, Timing, load_device
 from latkit.predictors import LatencyPredictor, fit_device
 from latkit.profilers import ProfilerOptions, get_profiler
-from latkit.profilers.session import CALIBRATION_NETWORKS, ProfileSummary, calibrate, profile_ops
+from latkit.profilers.session import CALIBRATION_NETWORKS, ProfileSummary
 from latkit.reporting import Level, Reporter, SilentReporter
 from latkit.search.latency import LatencyTable
-from latkit.search.trainer import EpochRecord
+from latkit.search.trainer import EpochRecord, SearchConfig
 from latkit.spaces import load_space
 from latkit.store import MeasurementStore
-from latkit.workflows.search import SearchResult, run_search, search_config, torch_threads
+from latkit.workflows.defaults import EPOCHS, QUICKSTART_FINAL_EPOCHS, SPACE, WARMUP_EPOCHS
+from latkit.workflows.profile import profile_steps
+from latkit.workflows.search import SearchResult, run_search, torch_threads
 from latkit.workflows.validate import ValidationReport, validate_device
 
-SPACE = "proxyless-tiny"
 DEFAULT_DEVICE_FILE = Path(__file__).resolve().parents[2] / "device_configs" / "local-cpu.yaml"
 #: where between the fastest and the slowest predicted architecture the target lies
 TARGET_FRACTION = 0.4
@@ -99,9 +100,9 @@ def quickstart(
     db: str | Path,
     data_dir: Path = Path("data"),
     networks: int = 20,
-    epochs: int = 8,
-    warmup_epochs: int = 4,
-    final_epochs: int = 4,
+    epochs: int = EPOCHS,
+    warmup_epochs: int = WARMUP_EPOCHS,
+    final_epochs: int = QUICKSTART_FINAL_EPOCHS,
     train_threads: int = 1,
     reporter: Reporter | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
@@ -117,18 +118,15 @@ def quickstart(
     with MeasurementStore(db) as store:
         profiler = get_profiler(config, ProfilerOptions(reporter=reporter))
         try:
-            summary = profile_ops(
+            summary = profile_steps(
                 profiler,
-                space.distinct_ops(),
-                store,
-                description=f"1/5 profiling {space.name} on {config.name}",
-            )
-            reporter.note(profile_health(summary, config, space.name, db), _level(summary))
-            calibrate(
-                profiler,
-                store,
                 space,
-                description=f"2/5 calibrating F on {CALIBRATION_NETWORKS} whole networks",
+                store,
+                ops_title=f"1/5 profiling {space.name} on {config.name}",
+                calibration_title=f"2/5 calibrating F on {CALIBRATION_NETWORKS} whole networks",
+                on_ops=lambda done: reporter.note(
+                    profile_health(done, config, space.name, db), _level(done)
+                ),
             )
             report = fit_device(store, config.name, data_dir=data_dir)
             predictor: LatencyPredictor = report.predictor
@@ -157,7 +155,7 @@ def quickstart(
         with torch_threads(train_threads):
             result = run_search(
                 config,
-                search_config(target_ms=target, epochs=epochs, warmup_epochs=warmup_epochs),
+                SearchConfig(target_ms=target, epochs=epochs, warmup_epochs=warmup_epochs),
                 space=space,
                 hard_budget=True,
                 final_epochs=final_epochs,

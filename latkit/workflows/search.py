@@ -1,14 +1,10 @@
 """A whole hardware-aware search: F -> supernet -> architecture -> timed on the device, in a loop.
 
 `run_search` loads the device's predictor, searches, derives the most probable architecture within
-the target's window, and times it end to end with the device's own profiler. Where predicted and
-measured disagree by more than `TOLERANCE` (or the measurement misses the target), the timing
-joins the device's calibration networks, F's network terms are refit around the target
-(`fit_overhead`), the architecture is derived again and timed again: at most `ROUNDS` rounds, each
-reported. The network the loop settles on is then timed once more, afresh: that timing is the
-result's, and F's error is that of its prediction for the network in the round it was first
-derived, before any refit saw a timing of it (a round's timing reused for the result, or an error
-from a refit on the network's own timing, would report an error of ~0 by construction). Then the
+the target's window, and times it end to end with the device's own profiler, deriving and timing
+again while predicted and measured disagree (the closed loop, `latkit.workflows.loop`: at most
+`ROUNDS` rounds, each reported; the network it settles on is timed once more, afresh, and F's
+error is that of its prediction from the round the network was first derived in). Then the
 chosen architecture is written as `net.config` and trained briefly from scratch. Each epoch is
 appended to `history.csv` as it finishes, and checkpointed to `checkpoint.pt`.
 
@@ -35,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +39,6 @@ import torch
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
 from latkit.files import write_json
-from latkit.ops import OpSpec
 from latkit.predictors import LatencyPredictor, load_predictor
 from latkit.predictors.fit import stored_networks
 from latkit.reporting import Reporter, SilentReporter
@@ -64,20 +59,13 @@ from latkit.search.supernet import SuperNet, trainable_network
 from latkit.search.trainer import EpochRecord, SearchConfig, SearchTrainer, train_network
 from latkit.spaces import Network, SearchSpace, candidate_name, load_space
 from latkit.store import MeasurementStore
-from latkit.workflows.defaults import ARCH_LR, LOSS, ROUNDS
+from latkit.workflows.defaults import DATASET, FINAL_EPOCHS, LOSS, ROUNDS, SPACE
+from latkit.workflows.loop import LoopResult, LoopTerms, Round, close_loop, landing
 
-if TYPE_CHECKING:
-    from latkit.profilers.base import Profiler
-
-#: predicted vs measured, and measured vs T, agree when within this share
-TOLERANCE = 0.05
 #: what a search leaves in its output folder; a new search there would replace them
 RESULT_FILES = ("net.config", "result.json", "history.csv", CHECKPOINT)
 #: the files a search writes beside them, cleared with them by `--overwrite`
 OTHER_FILES = ("search.png", "predictor.json")
-
-#: a whole-network timing as F's refits take it: (ops, measured ms)
-Sample = tuple[tuple[OpSpec, ...], float]
 
 
 @contextlib.contextmanager
@@ -90,76 +78,6 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def search_config(**settings: Any) -> SearchConfig:
-    """A `SearchConfig` with the command line's defaults (`ARCH_LR`, `LOSS`) under `settings`."""
-    return SearchConfig(**{"arch_lr": ARCH_LR, "loss": LOSS, **settings})
-
-
-@dataclass(frozen=True)
-class Round:
-    """One derive-and-time round of the closed loop. `predicted_ms` is F's prediction from the
-    round `predicted_round` in which this architecture was first derived, before its timing
-    reached F: a later refit has seen it, so its prediction would say nothing of F. `seen`:
-    F's samples already held a timing of it then (a calibration network, or an earlier
-    search's), so even that prediction is not blind."""
-
-    index: int
-    arch: tuple[int, ...]
-    predicted_ms: float
-    measured_ms: float
-    timing_s: float
-    refit_s: float = 0.0
-    predicted_round: int = 0
-    seen: bool = False
-
-    @property
-    def error(self) -> float:
-        """(predicted − measured) / measured."""
-        return (self.predicted_ms - self.measured_ms) / self.measured_ms
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "round": self.index,
-            "arch_index": list(self.arch),
-            "predicted_ms": self.predicted_ms,
-            "predicted_round": self.predicted_round or self.index,
-            "seen": self.seen,
-            "measured_ms": self.measured_ms,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class LoopResult:
-    """The closed loop's rounds, and the network it settled on timed once more, afresh."""
-
-    rounds: tuple[Round, ...]
-    final: Round
-    measured_ms: float
-    timing_s: float
-
-
-@dataclass
-class LoopTerms:
-    """F, and the whole-network timings its network terms were last refit on: whether F has
-    seen a network's timing decides what its prediction for that network is worth."""
-
-    predictor: LatencyPredictor
-    near_ms: float
-    samples: list[Sample] = field(default_factory=list)
-
-    def refit(self, samples: list[Sample]) -> None:
-        """Refit F's network terms near `near_ms` on `samples` (`fit_overhead`, nothing else)."""
-        self.samples = list(samples)
-        self.predictor.fit_overhead(self.samples, near_ms=self.near_ms)
-
-    def holds(self, timed: Sequence[OpSpec]) -> bool:
-        """Whether F was refit on a timing of this network (`timed`: its ops as its device
-        times them)."""
-        keys = tuple(op.key for op in timed)
-        return any(tuple(op.key for op in ops) == keys for ops, _ in self.samples)
 
 
 @dataclass(frozen=True)
@@ -311,13 +229,6 @@ def check_target(target_ms: float, range_ms: tuple[float, float], space: str, de
         )
 
 
-def landing(target_ms: float, hard: bool, tolerance: float = TOLERANCE) -> tuple[float, float]:
-    """Where a measured latency lands on T: [T(1−2·tol), T] with a hard budget, else T(1±tol)."""
-    if hard:
-        return target_ms * (1 - 2 * tolerance), target_ms
-    return target_ms * (1 - tolerance), target_ms * (1 + tolerance)
-
-
 def run_search(
     device: DeviceConfig | str,
     config: SearchConfig,
@@ -366,11 +277,11 @@ def search_on(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    space: SearchSpace | str = "proxyless-tiny",
-    dataset: str | Dataset = "digits",
+    space: SearchSpace | str = SPACE,
+    dataset: str | Dataset = DATASET,
     predictor: LatencyPredictor | None = None,
     hard_budget: bool = False,
-    final_epochs: int = 5,
+    final_epochs: int = FINAL_EPOCHS,
     measure: bool = True,
     measure_on: DeviceConfig | None = None,
     rounds: int = ROUNDS,
@@ -388,11 +299,117 @@ def search_on(
     `resume` continues from the checkpoint in the output folder, if there is one; `overwrite`
     first removes an earlier search's files from it (`check_out_dir` refuses to, unasked).
     `training_notes` (how the caller set up training, e.g. its threads) are reported once the
-    inputs have passed their checks, where anything trains: a refused search says one thing."""
-    group = session.group
-    main = group.is_main
+    inputs have passed their checks, where anything trains: a refused search says one thing.
+
+    The steps, each a function below: `_start` (F for the space, its range, the target
+    checked), `_refit_on_stored` (F's network terms near the target), `_budgeted` (the hard
+    budget), `_training_data`, `_output_paths`, `_search_supernet` (the architecture's
+    probabilities, from which `derive` takes the architecture), `_settle` (close the loop on
+    the device, write net.config), `_train_found`, and `_result`."""
+    run = _start(
+        session,
+        device,
+        config.target_ms,
+        space=space,
+        predictor=predictor,
+        measure=measure,
+        measure_on=measure_on,
+        rounds=rounds,
+        data_dir=data_dir,
+        reporter=reporter,
+    )
+    _refit_on_stored(run, store)
+    config = _budgeted(run, config, hard_budget)
+    data = None
+    if config.epochs > 0 or final_epochs > 0:
+        data = _training_data(run, config.seed, dataset, training_notes)
+    out_dir, paths = _output_paths(
+        run, out_dir or default_out_dir(data_dir, run.name, run.space.name, run.target), overwrite
+    )
+    on_epoch = on_epoch if run.main else None
+    started = time.perf_counter()
+    if config.epochs > 0:
+        assert data is not None
+        probs, history, started = _search_supernet(
+            run, config, data, dataset, paths, resume=resume, on_epoch=on_epoch
+        )
+    else:
+        probs, history = [np.full(len(c), 1.0 / len(c)) for c in run.table.layers], []
+        paths.pop("png")
+    argmax = argmax_arch(probs)
+    arch = derive(probs, run.table, run.target, hard=hard_budget)
+    search_s = time.perf_counter() - started
+    arch, network, loop = _settle(
+        run, probs, arch, hard=hard_budget, rounds=rounds, store=store, out_dir=out_dir, paths=paths
+    )
+    accuracy = None
+    if final_epochs > 0:
+        assert data is not None
+        accuracy = _train_found(run, network, data, config, final_epochs)
+    result = _result(
+        run,
+        arch,
+        network,
+        loop,
+        probs=probs,
+        argmax=argmax,
+        history=history,
+        search_s=search_s,
+        accuracy=accuracy,
+        hard_budget=hard_budget,
+        paths=paths,
+    )
+    if run.main:
+        write_json(paths["result"], result.to_json())
+    return result
+
+
+@dataclass
+class _Run:
+    """What the steps of `search_on` share: the session, the space, the device's F for it
+    (`terms`), the table derived from F and F's range for the space, and where the result is
+    timed (`timer`; `measure` is whether it is)."""
+
+    session: Session
+    reporter: Reporter
+    space: SearchSpace
+    name: str
+    batch: int
+    target: float
+    terms: LoopTerms
+    timer: DeviceConfig | None
+    measure: bool
+    note: str
+    table: LatencyTable
+    range_ms: tuple[float, float]
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 (or the only process): it alone writes files and times on the device."""
+        return self.session.group.is_main
+
+    @property
+    def predictor(self) -> LatencyPredictor:
+        return self.terms.predictor
+
+
+def _start(
+    session: Session,
+    device: DeviceConfig | str,
+    target: float,
+    *,
+    space: SearchSpace | str,
+    predictor: LatencyPredictor | None,
+    measure: bool,
+    measure_on: DeviceConfig | None,
+    rounds: int,
+    data_dir: Path,
+    reporter: Reporter | None,
+) -> _Run:
+    """The device's F for the space (loaded unless given), its range, the target checked
+    against it (and said), and where the result will be timed."""
+    main = session.group.is_main
     reporter = reporter if reporter and main else SilentReporter()
-    on_epoch = on_epoch if main else None
     space = load_space(space) if isinstance(space, str) else space
     if rounds < 1:
         raise LatkitError(f"--rounds must be >= 1, got {rounds}")
@@ -401,8 +418,7 @@ def search_on(
         source = None if isinstance(device, str) else device.source
         predictor = load_predictor(name, Path(data_dir), device_file=source)
     batch = int(predictor.meta.get("batch", 1)) if isinstance(device, str) else device.batch_size
-    terms = LoopTerms(space_predictor(predictor, space, batch), config.target_ms)
-    predictor = terms.predictor
+    terms = LoopTerms(space_predictor(predictor, space, batch), target)
     timer = measure_on or (None if isinstance(device, str) else device)
     note = ""
     if measure and timer is None:
@@ -410,53 +426,85 @@ def search_on(
             f"nothing was measured: {name} is imported data with no profiler; the latencies are "
             "F's predictions (--measure-on FILE times the result on a device)"
         )
-    measure = measure and timer is not None
-    target = config.target_ms
-    table = LatencyTable.from_predictor(predictor, space, batch=batch)
-    _, fastest_ms = table.fastest()
-    _, slowest_ms = table.slowest()
-    check_target(target, (fastest_ms, slowest_ms), space.name, name)
+    table = LatencyTable.from_predictor(terms.predictor, space, batch=batch)
+    range_ms = (table.fastest()[1], table.slowest()[1])
+    check_target(target, range_ms, space.name, name)
     reporter.note(
-        f"F on {name}: architectures of {space.name} run in {fastest_ms:.4g} .. "
-        f"{slowest_ms:.4g} ms predicted; target {target:g} ms"
+        f"F on {name}: architectures of {space.name} run in {range_ms[0]:.4g} .. "
+        f"{range_ms[1]:.4g} ms predicted; target {target:g} ms"
     )
-    env_id = predictor.meta.get("env_id")
-    if measure and store is not None and timer is not None and timer.name == name and env_id:
-        samples = stored_networks(store, name, env_id)
-        if samples:
-            terms.refit(samples)
-            table = LatencyTable.from_predictor(predictor, space, batch=batch)
-            reporter.note(
-                f"F's network terms refit near {target:g} ms on {len(samples)} stored networks "
-                f"(overhead {predictor.overhead_ms:+.4f} ms, per op {predictor.per_op_ms:.4f} ms)"
-            )
-    if hard_budget and target < table.fastest()[1]:
+    measure = measure and timer is not None
+    return _Run(
+        session, reporter, space, name, batch, target, terms, timer, measure, note, table, range_ms
+    )
+
+
+def _refit_on_stored(run: _Run, store: MeasurementStore | None) -> None:
+    """Refit F's network terms near the target on the store's whole-network timings of the
+    device (calibration networks, earlier searches), as each round of the loop does, so that
+    the first derivation already prices networks as the device runs them."""
+    env_id = run.predictor.meta.get("env_id")
+    timer = run.timer
+    if not (run.measure and store is not None and timer is not None and env_id):
+        return
+    if timer.name != run.name:
+        return
+    samples = stored_networks(store, run.name, env_id)
+    if not samples:
+        return
+    run.terms.refit(samples)
+    run.table = LatencyTable.from_predictor(run.predictor, run.space, batch=run.batch)
+    run.reporter.note(
+        f"F's network terms refit near {run.target:g} ms on {len(samples)} stored networks "
+        f"(overhead {run.predictor.overhead_ms:+.4f} ms, per op {run.predictor.per_op_ms:.4f} ms)"
+    )
+
+
+def _budgeted(run: _Run, config: SearchConfig, hard_budget: bool) -> SearchConfig:
+    """With a hard budget: refuse a target below the fastest architecture, and aim the
+    target-seeking loss at the middle of the hard window, [T(1-2w), T]."""
+    if not hard_budget:
+        return config
+    fastest = run.table.fastest()[1]
+    if run.target < fastest:
         raise LatkitError(
-            f"--target-ms {target:g} is below the fastest architecture of {space.name} on "
-            f"{name} ({table.fastest()[1]:.4g} ms predicted); raise it or drop --hard-budget"
+            f"--target-ms {run.target:g} is below the fastest architecture of {run.space.name} on "
+            f"{run.name} ({fastest:.4g} ms predicted); raise it or drop --hard-budget"
         )
-    if hard_budget and config.loss == LOSS and "aim" not in config.loss_params:
-        # aim at the middle of the hard window, [T(1-2w), T]
-        config = replace(config, loss_params={**config.loss_params, "aim": 1 - WINDOW})
-    data = None
-    if config.epochs > 0 or final_epochs > 0:
-        for line in training_notes:
-            reporter.note(line)
-        data = (
-            load_dataset(dataset, space.input_hw, space.in_channels, seed=config.seed)
-            if isinstance(dataset, str)
-            else dataset
+    if config.loss == LOSS and "aim" not in config.loss_params:
+        return replace(config, loss_params={**config.loss_params, "aim": 1 - WINDOW})
+    return config
+
+
+def _training_data(
+    run: _Run, seed: int, dataset: str | Dataset, training_notes: Sequence[str]
+) -> Dataset:
+    """The dataset (loaded by name, or as given), once it is known to fit the space's logits;
+    `training_notes` are said first."""
+    for line in training_notes:
+        run.reporter.note(line)
+    space = run.space
+    data = (
+        load_dataset(dataset, space.input_hw, space.in_channels, seed=seed)
+        if isinstance(dataset, str)
+        else dataset
+    )
+    if data.num_classes > space.num_classes:
+        raise LatkitError(
+            f"dataset {data.name} has {data.num_classes} classes but space {space.name} "
+            f"ends in {space.num_classes} logits"
         )
-        if data.num_classes > space.num_classes:
-            raise LatkitError(
-                f"dataset {data.name} has {data.num_classes} classes but space {space.name} "
-                f"ends in {space.num_classes} logits"
-            )
-    out_dir = Path(out_dir or default_out_dir(Path(data_dir), name, space.name, target))
+    return data
+
+
+def _output_paths(run: _Run, out_dir: Path, overwrite: bool) -> tuple[Path, dict[str, Path]]:
+    """The output folder, created (and cleared with `overwrite`), and the files a search
+    writes in it."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if overwrite and main:
+    if overwrite and run.main:
         clear_results(out_dir)
-    paths = {
+    return out_dir, {
         "net_config": out_dir / "net.config",
         "history": out_dir / "history.csv",
         "png": out_dir / "search.png",
@@ -464,144 +512,182 @@ def search_on(
         "checkpoint": out_dir / CHECKPOINT,
     }
 
-    started = time.perf_counter()
+
+def _search_supernet(
+    run: _Run,
+    config: SearchConfig,
+    data: Dataset,
+    dataset: str | Dataset,
+    paths: dict[str, Path],
+    *,
+    resume: bool,
+    on_epoch: Callable[[EpochRecord], None] | None,
+) -> tuple[list[np.ndarray], list[EpochRecord], float]:
+    """Train the supernet (resumed from its checkpoint if asked), each epoch appended to the
+    history and checkpointed; (the architecture's probabilities, the history, when the search
+    started, counting the time of the epochs a resume skips)."""
+    group, main, reporter = run.session.group, run.main, run.reporter
     # REINFORCE samples whole single-path networks; the binary-gate modes only matter to gradients.
     mode = "single" if config.strategy == "reinforce" else config.mode
-    history: list[EpochRecord] = []
-    if config.epochs > 0:
-        assert data is not None
-        torch.manual_seed(config.seed)
-        net = group.sync_batch_norm(SuperNet(space, mode, seed=config.seed).to(session.device))
-        trainer = SearchTrainer(
-            net,
-            table,
-            data,
-            replace(config, mode=mode),
-            precision=session.precision,
-            group=group,
-        )
-        dataset_name = dataset if isinstance(dataset, str) else data.name
-        checkpoint = Checkpointer(
-            paths["checkpoint"], search_settings(config, space, dataset_name), writes=main
-        )
-        _resume(trainer, checkpoint, resume, paths["history"] if main else None, reporter)
-        started = time.perf_counter() - trainer.progress.seconds
-        reporter.note(
-            f"searching {space.name}: {config.strategy} strategy, {config.loss} loss, {mode}"
-        )
-        advance = reporter.task(f"searching {space.name}", trainer.total_steps())
-        advance(trainer.steps_done())
+    torch.manual_seed(config.seed)
+    net = group.sync_batch_norm(SuperNet(run.space, mode, seed=config.seed).to(run.session.device))
+    trainer = SearchTrainer(
+        net,
+        run.table,
+        data,
+        replace(config, mode=mode),
+        precision=run.session.precision,
+        group=group,
+    )
+    dataset_name = dataset if isinstance(dataset, str) else data.name
+    checkpoint = Checkpointer(
+        paths["checkpoint"], search_settings(config, run.space, dataset_name), writes=main
+    )
+    _resume(trainer, checkpoint, resume, paths["history"] if main else None, reporter)
+    started = time.perf_counter() - trainer.progress.seconds
+    reporter.note(
+        f"searching {run.space.name}: {config.strategy} strategy, {config.loss} loss, {mode}"
+    )
+    advance = reporter.task(f"searching {run.space.name}", trainer.total_steps())
+    advance(trainer.steps_done())
 
-        def epoch_done(record: EpochRecord) -> None:
-            if main:
-                _append_history(paths["history"], record)
-            if on_epoch:
-                on_epoch(record)
-
-        try:
-            history = trainer.run(
-                on_epoch=epoch_done, on_step=lambda: advance(1), on_checkpoint=checkpoint.save
-            )
-        except KeyboardInterrupt as exc:
-            saved = (
-                f"the checkpoint is {checkpoint.path}: run the same command with --resume to "
-                "continue"
-                if checkpoint.current
-                else "no epoch had finished, so this search has no checkpoint yet"
-            )
-            raise SearchInterrupted(
-                f"search {exc or 'interrupted'}; {saved}", quiet=not main
-            ) from None
-        probs = net.probs()
+    def epoch_done(record: EpochRecord) -> None:
         if main:
-            plot_history(
-                history,
-                target,
-                paths["png"],
-                f"{space.name} on {name}: {config.strategy}, {config.loss}, {mode}",
-            )
-        else:
-            paths.pop("png")
-    else:
-        probs = [np.full(len(c), 1.0 / len(c)) for c in table.layers]
-        paths.pop("png")
-    argmax = argmax_arch(probs)
-    arch = derive(probs, table, target, hard=hard_budget)
-    search_s = time.perf_counter() - started
+            _append_history(paths["history"], record)
+        if on_epoch:
+            on_epoch(record)
 
+    try:
+        history = trainer.run(
+            on_epoch=epoch_done, on_step=lambda: advance(1), on_checkpoint=checkpoint.save
+        )
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc, checkpoint, quiet=not main) from None
+    if main:
+        title = f"{run.space.name} on {run.name}: {config.strategy}, {config.loss}, {mode}"
+        plot_history(history, run.target, paths["png"], title)
+    else:
+        paths.pop("png")
+    return net.probs(), history, started
+
+
+def _interrupted(
+    exc: KeyboardInterrupt, checkpoint: Checkpointer, quiet: bool
+) -> SearchInterrupted:
+    """What an interrupted search says: where its checkpoint is, or that it has none yet."""
+    saved = (
+        f"the checkpoint is {checkpoint.path}: run the same command with --resume to continue"
+        if checkpoint.current
+        else "no epoch had finished, so this search has no checkpoint yet"
+    )
+    return SearchInterrupted(f"search {exc or 'interrupted'}; {saved}", quiet=quiet)
+
+
+def _settle(
+    run: _Run,
+    probs: list[np.ndarray],
+    arch: tuple[int, ...],
+    *,
+    hard: bool,
+    rounds: int,
+    store: MeasurementStore | None,
+    out_dir: Path,
+    paths: dict[str, Path],
+) -> tuple[tuple[int, ...], Network, LoopResult | None]:
+    """The architecture and network the search settles on: `arch` as derived, or, where the
+    result is timed, what the closed loop settles on (rank 0 alone runs it, and hands the
+    architecture on); written as net.config, with F saved beside it where the loop refit it."""
     loop = None
-    if measure and main:
-        assert timer is not None
+    if run.measure and run.main:
+        assert run.timer is not None
         loop = close_loop(
-            timer,
-            terms,
-            space,
+            run.timer,
+            run.terms,
+            run.space,
             probs,
             arch,
-            target,
-            hard=hard_budget,
+            run.target,
+            hard=hard,
             rounds=rounds,
-            batch=batch,
+            batch=run.batch,
             store=store,
-            reporter=reporter,
+            reporter=run.reporter,
         )
         if any(r.refit_s > 0 for r in loop.rounds):
-            paths["predictor"] = predictor.save(out_dir / "predictor.json")
+            paths["predictor"] = run.predictor.save(out_dir / "predictor.json")
         arch = loop.final.arch
-    arch = group.from_main(arch, session.device)  # the loop ran on rank 0 alone
-    network = space.network(arch, batch=batch, name=f"{space.name}-{target:g}ms")
-    if main:
+    arch = run.session.group.from_main(arch, run.session.device)  # the loop ran on rank 0 alone
+    network = run.space.network(arch, batch=run.batch, name=f"{run.space.name}-{run.target:g}ms")
+    if run.main:
         write_net_config(network, paths["net_config"])
+    return tuple(arch), network, loop
 
-    accuracy = None
-    if final_epochs > 0:
-        assert data is not None
-        model = trainable_network(network, seed=config.seed)
-        steps = final_epochs * max(1, len(data.train) // config.batch_size)
-        advance = reporter.task(f"training it, {final_epochs} epochs", steps)
-        accuracy = train_network(
-            model,
-            data,
-            final_epochs,
-            lr=config.lr,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            on_step=lambda: advance(1),
-            precision=session.precision,
-            group=group,
-        )
 
-    result = SearchResult(
+def _train_found(
+    run: _Run, network: Network, data: Dataset, config: SearchConfig, final_epochs: int
+) -> float:
+    """The found network trained from scratch for `final_epochs`: its test accuracy."""
+    model = trainable_network(network, seed=config.seed)
+    steps = final_epochs * max(1, len(data.train) // config.batch_size)
+    advance = run.reporter.task(f"training it, {final_epochs} epochs", steps)
+    return train_network(
+        model,
+        data,
+        final_epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        on_step=lambda: advance(1),
+        precision=run.session.precision,
+        group=run.session.group,
+    )
+
+
+def _result(
+    run: _Run,
+    arch: tuple[int, ...],
+    network: Network,
+    loop: LoopResult | None,
+    *,
+    probs: list[np.ndarray],
+    argmax: tuple[int, ...],
+    history: list[EpochRecord],
+    search_s: float,
+    accuracy: float | None,
+    hard_budget: bool,
+    paths: dict[str, Path],
+) -> SearchResult:
+    """The `SearchResult`: with the loop's prediction (from the round the network was first
+    derived in) and fresh timing where it ran, else F's prediction alone."""
+    space, group = run.space, run.session.group
+    return SearchResult(
         arch=tuple(arch),
         names=tuple(candidate_name(layer.candidates[i]) for layer, i in zip(space.layers(), arch)),
         network=network,
-        target_ms=target,
-        predicted_ms=predictor.predict_network(network.ops)
+        target_ms=run.target,
+        predicted_ms=run.predictor.predict_network(network.ops)
         if loop is None
         else loop.final.predicted_ms,
         measured_ms=None if loop is None else loop.measured_ms,
         accuracy=accuracy,
         search_s=search_s,
         argmax_arch=tuple(argmax),
-        argmax_ms=table.of_arch(argmax),
-        range_ms=(fastest_ms, slowest_ms),
+        argmax_ms=run.table.of_arch(argmax),
+        range_ms=run.range_ms,
         rounds=() if loop is None else loop.rounds,
-        measured_on=timer.name if measure and timer is not None else None,
+        measured_on=run.timer.name if run.measure and run.timer is not None else None,
         predicted_round=None if loop is None else loop.final.predicted_round,
         predicted_seen=loop is not None and loop.final.seen,
         final_timing_s=0.0 if loop is None else loop.timing_s,
         hard_budget=hard_budget,
-        note=note,
+        note=run.note,
         history=history,
         paths=paths,
         probs=tuple(probs),
-        train_device=str(session.device),
+        train_device=str(run.session.device),
         world_size=group.world_size,
         rank=group.rank,
     )
-    if main:
-        write_json(paths["result"], result.to_json())
-    return result
 
 
 def _resume(
@@ -625,168 +711,6 @@ def _resume(
         history.unlink(missing_ok=True)
         for record in trainer.history:
             _append_history(history, record)
-
-
-def settled(rnd: Round, target_ms: float, hard: bool, range_ms: tuple[float, float]) -> bool:
-    """F agrees with the device on this round's network, and (where T is in reach) the
-    measurement lands on T."""
-    if abs(rnd.error) > TOLERANCE:
-        return False
-    if not range_ms[0] <= target_ms <= range_ms[1]:
-        return True
-    low, high = landing(target_ms, hard)
-    return low <= rnd.measured_ms <= high
-
-
-def pick_round(
-    done: tuple[Round, ...], target_ms: float, hard: bool, range_ms: tuple[float, float]
-) -> Round:
-    """The first settled round, else the one whose measurement comes nearest the target (with a
-    hard budget: under T first)."""
-    for rnd in done:
-        if settled(rnd, target_ms, hard, range_ms):
-            return rnd
-    return min(
-        done,
-        key=lambda r: (hard and r.measured_ms > target_ms, abs(r.measured_ms / target_ms - 1)),
-    )
-
-
-def close_loop(
-    device: DeviceConfig,
-    terms: LoopTerms,
-    space: SearchSpace,
-    probs: list[np.ndarray],
-    arch: tuple[int, ...],
-    target_ms: float,
-    *,
-    hard: bool,
-    rounds: int = ROUNDS,
-    batch: int = 1,
-    store: MeasurementStore | None = None,
-    reporter: Reporter | None = None,
-) -> LoopResult:
-    """Derive-and-time rounds on `device` (`loop_rounds`), then the network they settle on
-    (`pick_round`) timed once more, afresh: the loop stopped on a round because of that
-    round's timing (or F was refit on it), so only a timing taken after the loop says, without
-    that selection, what the network runs in."""
-    from latkit.profilers import ProfilerOptions, get_profiler
-
-    reporter = reporter or SilentReporter()
-    table = LatencyTable.from_predictor(terms.predictor, space, batch=batch)
-    range_ms = (table.fastest()[1], table.slowest()[1])
-    profiler = get_profiler(device, ProfilerOptions(reporter=reporter))
-    try:
-        done = loop_rounds(
-            profiler,
-            terms,
-            space,
-            probs,
-            arch,
-            target_ms,
-            hard,
-            range_ms,
-            rounds,
-            batch,
-            store,
-            reporter,
-        )
-        final = pick_round(done, target_ms, hard, range_ms)
-        network = space.network(final.arch, batch=batch, name=f"{space.name}-{target_ms:g}ms")
-        measured, timing_s = time_once(
-            profiler, store, network, "timing the result afresh", reporter
-        )
-    finally:
-        profiler.close()
-    error = (final.predicted_ms - measured) / measured
-    reporter.note(
-        f"result timed afresh: measured {measured:.4f} ms, measured / T "
-        f"{measured / target_ms:.3f}; F's error {error:+.1%} "
-        f"({prediction_source(final.predicted_round, final.seen)})"
-    )
-    return LoopResult(done, final, measured, timing_s)
-
-
-def prediction_source(round_index: int, seen: bool) -> str:
-    """Where a result's prediction came from, in words."""
-    if seen:
-        return f"predicted in round {round_index}; F had a stored timing of it already"
-    return f"predicted in round {round_index}, before F saw its timing"
-
-
-def loop_rounds(
-    profiler: Profiler,
-    terms: LoopTerms,
-    space: SearchSpace,
-    probs: list[np.ndarray],
-    arch: tuple[int, ...],
-    target_ms: float,
-    hard: bool,
-    range_ms: tuple[float, float],
-    rounds: int,
-    batch: int,
-    store: MeasurementStore | None,
-    reporter: Reporter,
-) -> tuple[Round, ...]:
-    """Time `arch` once; until a round settles (or `rounds` are done), add the timing to the
-    device's calibration networks, refit F's network terms around the target (`fit_overhead`,
-    and nothing else: fitting F's level on the loop's own timings makes its next prediction
-    right by construction), derive again from `probs`, and time again. Each architecture keeps
-    the prediction of the round it was first derived in. Each round is stored (origin `search`)
-    and reported. `range_ms`: F's range for the space as the loop began."""
-    device = profiler.device
-    env_id = profiler.environment().env_id
-    first: dict[tuple[int, ...], tuple[int, float, bool]] = {}
-    own: list[Sample] = []
-    done: list[Round] = []
-    for index in range(1, rounds + 1):
-        network = space.network(arch, batch=batch, name=f"{space.name}-{target_ms:g}ms")
-        timed = tuple(profiler.prepare(network.ops))
-        if arch not in first:
-            first[arch] = (index, terms.predictor.predict_network(network.ops), terms.holds(timed))
-        origin, predicted, seen = first[arch]
-        measured, timing_s = time_once(
-            profiler, store, network, f"round {index}: timing it on {device.name}", reporter
-        )
-        rnd = Round(index, arch, predicted, measured, timing_s, predicted_round=origin, seen=seen)
-        since = "" if origin == index else f" (predicted in round {origin})"
-        reporter.note(
-            f"round {index}: predicted {predicted:.4f} ms, measured {measured:.4f} ms "
-            f"({rnd.error:+.1%}){since}, measured / T {measured / target_ms:.3f}"
-        )
-        own.append((timed, measured))
-        if settled(rnd, target_ms, hard, range_ms) or index == rounds:
-            done.append(rnd)
-            break
-        started = time.perf_counter()
-        terms.refit(stored_networks(store, device.name, env_id) if store is not None else own)
-        table = LatencyTable.from_predictor(terms.predictor, space, batch=batch)
-        arch = derive(probs, table, target_ms, hard=hard)
-        done.append(replace(rnd, refit_s=time.perf_counter() - started))
-        predictor = terms.predictor
-        reporter.note(
-            f"refit F's network terms on {len(terms.samples)} networks near {target_ms:g} ms "
-            f"(overhead {predictor.overhead_ms:+.4f} ms, per op {predictor.per_op_ms:.4f} ms)"
-        )
-    return tuple(done)
-
-
-def time_once(
-    profiler: Profiler,
-    store: MeasurementStore | None,
-    network: Network,
-    description: str,
-    reporter: Reporter,
-) -> tuple[float, float]:
-    """(median ms, seconds taken) of one fresh timing of `network`, stored with origin
-    `search`: one timing, like every network F is judged on, not the fastest of several."""
-    from latkit.profilers.session import time_network
-
-    advance = reporter.task(description, 1)
-    started = time.perf_counter()
-    stats = time_network(profiler, store, network, origin="search", reuse=False)
-    advance(1)
-    return stats.median_ms, time.perf_counter() - started
 
 
 HISTORY_FIELDS = (
