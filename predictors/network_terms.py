@@ -107,6 +107,28 @@ def level(x: np.ndarray, y: np.ndarray, w: np.ndarray, weight: np.ndarray | None
     return float(gaps[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
+def huber_lsq(
+    x: np.ndarray,
+    y: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    prior: np.ndarray,
+    ridge: float,
+    free: np.ndarray,
+) -> np.ndarray:
+    """`relative_lsq` iteratively reweighted with Huber's weights: a network timed during a
+    burst of background load gets a bounded say instead of dragging every coefficient."""
+    robust = np.ones(len(y))
+    w = prior
+    for _ in range(ROBUST_STEPS):
+        w = relative_lsq(x, y, *bounds, prior, ridge, free, sample_weight=robust)
+        residual = (x @ w - y) / y
+        spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
+        if spread == 0:
+            break
+        robust = np.minimum(1.0, HUBER_K * spread / np.maximum(np.abs(residual), 1e-12))
+    return w
+
+
 def solve(x: np.ndarray, y: np.ndarray, ridge: float, cap_per_op: float = np.inf) -> np.ndarray:
     """Huber-weighted relative least squares, iteratively reweighted: a network timed during
     a burst of background load gets a bounded say. The ridge pulls towards the op sum alone
@@ -115,15 +137,7 @@ def solve(x: np.ndarray, y: np.ndarray, ridge: float, cap_per_op: float = np.inf
     contribution to a network is negative; where that binds, the overhead is re-levelled."""
     prior = np.array([1.0, 0.0, 0.0, 0.0])
     free = np.array([False, False, False, True])
-    robust = np.ones(len(y))
-    w = prior
-    for _ in range(ROBUST_STEPS):
-        w = relative_lsq(x, y, LOWER, UPPER, prior, ridge, free, sample_weight=robust)
-        residual = (x @ w - y) / y
-        spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
-        if spread == 0:
-            break
-        robust = np.minimum(1.0, HUBER_K * spread / np.maximum(np.abs(residual), 1e-12))
+    w = huber_lsq(x, y, (LOWER, UPPER), prior, ridge, free)
     if -w[1] > w[0] * cap_per_op:
         w[1] = -w[0] * cap_per_op
         w[3] = level(x, y, w)

@@ -27,8 +27,8 @@ from latkit.ops import OpSpec, from_key
 from latkit.predictors.features import COMPONENTS, components
 from latkit.predictors.fit import ENV_META, split_indices
 from latkit.predictors.intervals import cross_validated_residuals
-from latkit.predictors.models import AdditiveModel, Model, register, relative_lsq
-from latkit.predictors.network_terms import HUBER_K, ROBUST_STEPS, pick_ridge
+from latkit.predictors.models import AdditiveModel, Model, register
+from latkit.predictors.network_terms import huber_lsq, pick_ridge
 from latkit.predictors.predictor import LatencyPredictor
 
 NetworkSample = tuple[Sequence[OpSpec], float]
@@ -151,15 +151,7 @@ class _Design:
         free = np.zeros(len(prior), dtype=bool)
         free[-1] = True  # the overhead is an intercept: never pulled towards 0
         free[0] = self.base is not None  # nor the scale of the prior (devices differ in speed)
-        weight = np.ones(len(y))
-        for _ in range(ROBUST_STEPS):
-            w = relative_lsq(x, y, lower, upper, prior, ridge, free, sample_weight=weight)
-            residual = (x @ w - y) / y
-            spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
-            if spread == 0:
-                break
-            weight = np.minimum(1.0, HUBER_K * spread / np.maximum(np.abs(residual), 1e-12))
-        return w
+        return huber_lsq(x, y, (lower, upper), prior, ridge, free)
 
 
 def _fit(
