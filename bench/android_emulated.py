@@ -17,11 +17,13 @@ phone's. Uses a temporary store and sandbox.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -56,26 +58,19 @@ def wait_for(port: int, process: subprocess.Popen, log: Path, timeout_s: float =
     raise SystemExit(f"the emulated phone did not listen on 127.0.0.1:{port}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--space", default="proxyless-mobile")
-    parser.add_argument("--port", type=int, default=0, help="0: a free port")
-    args = parser.parse_args()
-    port = args.port or free_port()
-    ops = load_space(args.space).distinct_ops()
-
-    with (
-        tempfile.TemporaryDirectory(prefix="latkit-bench-") as tmp,
-        (Path(tmp) / "phone.log").open("w") as log_file,  # a file, not a pipe nobody drains
-    ):
-        data = yaml.safe_load(DEVICE.read_text())
-        data["android"]["port"] = port
-        data["android"]["benchmark_model"] = str(
-            (DEVICE.parent / data["android"]["benchmark_model"]).resolve()
-        )
-        device_file = Path(tmp) / "emulated-phone.yaml"
-        device_file.write_text(yaml.safe_dump(data))
-        device = load_device(device_file)
+@contextlib.contextmanager
+def emulated_phone(tmp: Path, port: int = 0) -> Iterator[Path]:
+    """`latkit emulate-phone` running in its own process on a free loopback port, with its
+    sandbox in `tmp`; yields the device file that reaches it over tcp."""
+    port = port or free_port()
+    data = yaml.safe_load(DEVICE.read_text())
+    data["android"]["port"] = port
+    data["android"]["benchmark_model"] = str(
+        (DEVICE.parent / data["android"]["benchmark_model"]).resolve()
+    )
+    device_file = tmp / "emulated-phone.yaml"
+    device_file.write_text(yaml.safe_dump(data))
+    with (tmp / "phone.log").open("w") as log_file:  # a file, not a pipe nobody drains
         phone = subprocess.Popen(
             [
                 sys.executable,
@@ -85,13 +80,29 @@ def main() -> None:
                 "--port",
                 str(port),
                 "--root",
-                str(Path(tmp) / "phone"),
+                str(tmp / "phone"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=log_file,
         )
         try:
             wait_for(port, phone, Path(log_file.name))
+            yield device_file
+        finally:
+            phone.terminate()
+            phone.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--space", default="proxyless-mobile")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    args = parser.parse_args()
+    ops = load_space(args.space).distinct_ops()
+
+    with tempfile.TemporaryDirectory(prefix="latkit-bench-") as tmp:
+        with emulated_phone(Path(tmp), args.port) as device_file:
+            device = load_device(device_file)
             profiler = get_profiler(device)
             profiler.raw_dir = Path(tmp) / "raw"
             with MeasurementStore(Path(tmp) / "bench.sqlite") as store:
@@ -101,9 +112,6 @@ def main() -> None:
                 finally:
                     profiler.close()
                 wall = time.perf_counter() - started
-        finally:
-            phone.terminate()
-            phone.wait(timeout=30)
 
     t = device.timing
     print(f"{summary.label} ({host_model()}), {args.space}: {summary.measured} ops")

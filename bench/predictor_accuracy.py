@@ -127,14 +127,19 @@ def bar() -> Progress:
 
 
 def time_networks(
-    profiler: Profiler, store: MeasurementStore, networks: Sequence[Network], label: str
+    profiler: Profiler,
+    store: MeasurementStore,
+    networks: Sequence[Network],
+    label: str,
+    origin: str = "bench",
 ) -> list[Sample]:
-    """End-to-end medians, committed one by one (a rerun with --db reuses them)."""
+    """End-to-end medians, committed one by one (a rerun with --db reuses them); `validate`
+    as the `origin` keeps them out of every fit of the store."""
     out = []
     with bar() as progress:
         advance = RichReporter(progress).task(label, len(networks))
         for network in networks:
-            stats = time_network(profiler, store, network, origin="bench")
+            stats = time_network(profiler, store, network, origin=origin)
             out.append((tuple(profiler.prepare(network.ops)), stats.median_ms))
             advance(1)
     return out

@@ -11,13 +11,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from latkit.ops import OpSpec, se_channels
+from latkit.ops import OpSpec
 from latkit.registry import Registry
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu6": lambda: nn.ReLU6(inplace=False),
     "hswish": lambda: nn.Hardswish(inplace=False),
     "relu": lambda: nn.ReLU(inplace=False),
+    "swish": lambda: nn.SiLU(inplace=False),
 }
 
 
@@ -35,18 +36,23 @@ def conv_bn(
 
 
 class SqueezeExcite(nn.Module):
-    """once-for-all's SE: mean, 1x1 reduce, ReLU, 1x1 expand, hard sigmoid, scale."""
+    """Mean, 1x1 reduce, activation, 1x1 expand, gate, scale. once-for-all's (`mbv3`) reduces
+    mid/4 channels with ReLU and a hard sigmoid; MnasNet/EfficientNet's (`effnet`) reduces to a
+    quarter of the block's input with the block's activation and a sigmoid."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, spec: OpSpec) -> None:
         super().__init__()
-        reduced = se_channels(channels)
+        channels, reduced = spec.mid, spec.se_reduced
+        effnet = spec.se_style == "effnet"
         self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = ACTIVATIONS[spec.act]() if effnet else nn.ReLU(inplace=False)
         self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = nn.Sigmoid() if effnet else nn.Hardsigmoid(inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.mean(dim=(2, 3), keepdim=True)
-        scale = self.expand(torch.relu(self.reduce(scale)))
-        return x * nn.functional.hardsigmoid(scale)
+        scale = self.expand(self.act(self.reduce(scale)))
+        return x * self.gate(scale)
 
 
 class ChannelShuffle(nn.Module):
@@ -78,7 +84,7 @@ class MBConv(nn.Module):
         )
         self.shuffle = ChannelShuffle(mid, spec.groups) if spec.shuffle else None
         self.depthwise = conv_bn(mid, mid, spec.kernel, spec.stride, groups=mid, act=spec.act)
-        self.se = SqueezeExcite(mid) if spec.se else None
+        self.se = SqueezeExcite(spec) if spec.se else None
         self.project = conv_bn(mid, spec.cout, 1, groups=spec.groups, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,12 +158,13 @@ def build_op(spec: OpSpec, seed: int | None = 0) -> nn.Module:
         if seed is not None:
             torch.manual_seed(seed)
         module = MODULES.create(spec.type, spec)
-        _randomize_bn(module, generator)
+        randomize_bn(module, generator)
     return module.eval()
 
 
-def _randomize_bn(module: nn.Module, generator: torch.Generator | None) -> None:
-    """Fresh BN layers are the identity; give them real statistics so exporters must fold them."""
+def randomize_bn(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Fresh BN layers are the identity; give them real statistics so exporters must fold them
+    (and fold them into distinct conv biases, as a trained network's are)."""
     for bn in module.modules():
         if isinstance(bn, nn.BatchNorm2d):
             n = bn.num_features

@@ -3,6 +3,19 @@
 An `OpSpec` is plain, hashable data. It round-trips exactly to and from the two key dialects that
 published latency tables use (ProxylessNAS and once-for-all), so measurements made by latkit and by
 others land in the same table.
+
+What neither dialect can say is appended as latkit's own `-name:value` tags, only when it differs
+from the default, so every published key renders byte-identically:
+
+- `-groups:G`: grouped 1x1 convs;
+- activations other than a dialect's default: `-hs:1` (h-swish), `-relu:1`, `-relu6:1` and
+  `-swish:1` (x * sigmoid(x), MnasNet/EfficientNet); once-for-all blocks always spell `-hs:`, so
+  there a swish block ends `-hs:0-swish:1`, as a ReLU6 one ends `-hs:0-relu6:1`;
+- `-sestyle:effnet` right after `-se:1`: MnasNet/EfficientNet's squeeze-excite (bottleneck from the
+  block's input channels, the block's activation, sigmoid gate) instead of MobileNetV3's.
+
+An EfficientNet-B0 block is thus
+`expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:3-stride:1-idskip:1-se:1-sestyle:effnet-swish:1`.
 """
 
 from __future__ import annotations
@@ -15,7 +28,9 @@ from typing import Any
 from latkit.errors import LatkitError
 
 OP_TYPES: tuple[str, ...] = ("mbconv", "zero", "conv", "linear", "pool", "irf")
-ACTS: tuple[str, ...] = ("relu6", "hswish", "relu")
+ACTS: tuple[str, ...] = ("relu6", "hswish", "relu", "swish")
+#: squeeze-excite variants: MobileNetV3's (once-for-all) and MnasNet/EfficientNet's
+SE_STYLES: tuple[str, ...] = ("mbv3", "effnet")
 #: op types that are inverted-residual blocks (expand, depthwise, [SE], project, [skip])
 BLOCK_TYPES: frozenset[str] = frozenset({"mbconv", "irf"})
 DIALECTS: tuple[str, ...] = ("proxylessnas", "ofa")
@@ -43,6 +58,10 @@ class OpSpec:
     with batch norm and activation (stems, heads, and FBNet's shortcut where the shape changes);
     `zero` is ProxylessNAS's zero op, the identity with `skip`; `linear` pools and classifies;
     `pool` is a global average pool.
+
+    `se_style` picks the squeeze-excite of a block with `se`: `mbv3` reduces `mid` to
+    `se_channels(mid)` with ReLU and gates with a hard sigmoid; `effnet` reduces to a quarter of the
+    block's `cin` with the block's `act` and gates with a sigmoid.
     """
 
     type: str
@@ -57,12 +76,17 @@ class OpSpec:
     act: str = "relu6"
     skip: bool = False
     batch: int = 1
+    se_style: str = "mbv3"
 
     def __post_init__(self) -> None:
         if self.type not in OP_TYPES:
             raise LatkitError(f"op type {self.type!r} is not one of {', '.join(OP_TYPES)}")
         if self.act not in ACTS:
             raise LatkitError(f"op act {self.act!r} is not one of {', '.join(ACTS)}")
+        if self.se_style not in SE_STYLES:
+            raise LatkitError(f"op se_style {self.se_style!r} is not one of {', '.join(SE_STYLES)}")
+        if self.se_style != "mbv3" and not (self.se and self.type in BLOCK_TYPES):
+            raise LatkitError(f"op se_style {self.se_style!r} needs a block type with se=True")
         for name in ("input_hw", "cin", "cout", "stride", "kernel", "groups", "batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -89,6 +113,13 @@ class OpSpec:
     def mid(self) -> int:
         """Channels after the 1x1 expansion."""
         return int(round(self.cin * self.expand))
+
+    @property
+    def se_reduced(self) -> int:
+        """Channels of the squeeze-excite bottleneck, as each style's reference code sizes it."""
+        if self.se_style == "effnet":
+            return max(1, int(self.cin * 0.25))
+        return se_channels(self.mid)
 
     @property
     def has_expand_conv(self) -> bool:
@@ -145,8 +176,7 @@ class OpSpec:
                 macs += h_in * h_in * self.cin * self.mid // self.groups
             macs += h_out * h_out * self.mid * self.kernel * self.kernel
             if self.se:
-                red = se_channels(self.mid)
-                macs += 2 * self.mid * red
+                macs += 2 * self.mid * self.se_reduced
             macs += h_out * h_out * self.mid * self.cout // self.groups
             return macs
         if self.type == "conv":
@@ -164,7 +194,7 @@ class OpSpec:
                 params += self.cin * self.mid // self.groups + 2 * self.mid
             params += self.mid * self.kernel * self.kernel + 2 * self.mid
             if self.se:
-                red = se_channels(self.mid)
+                red = self.se_reduced
                 params += 2 * self.mid * red + red + self.mid
             params += self.mid * self.cout // self.groups + 2 * self.cout
             return params
@@ -185,6 +215,8 @@ class OpSpec:
             if self.shuffle:
                 elems += h_in * h_in * self.mid
             elems += h_out * h_out * self.mid
+            if self.se:  # pooled, bottleneck and gate vectors, then the rescaled map
+                elems += 2 * self.mid + self.se_reduced + h_out * h_out * self.mid
         return 4 * self.batch * elems
 
     # --- keys -----------------------------------------------------------------------------------
@@ -230,7 +262,7 @@ def _as_bool(name: str, value: Any) -> bool:
 # --- key dialects ------------------------------------------------------------------------------
 
 _SHAPE = r"(\d+)x(\d+)x(\d+)"
-_TAGS = r"(?P<rest>(?:-[a-z][a-z0-9_]*:[0-9.]+)*)"
+_TAGS = r"(?P<rest>(?:-[a-z][a-z0-9_]*:[0-9a-z.]+)*)"
 #: block key names: ProxylessNAS's and once-for-all's `expanded_conv`, and FBNet's block
 _BLOCK_NAMES = {"mbconv": "expanded_conv", "irf": "IRFBlock"}
 _MBCONV = re.compile(
@@ -246,15 +278,20 @@ _ZERO = re.compile(rf"^Zero-input:{_SHAPE}-output:{_SHAPE}(-idskip:1)?$")
 #: (its conv keys never said more, so a ReLU6 conv renders there as published tables do)
 _ACT_TAGS: dict[str, dict[str, dict[str, str]]] = {
     "proxylessnas": {
-        "block": {"relu6": "", "hswish": "-hs:1", "relu": "-relu:1"},
-        "conv": {"relu6": "", "hswish": "-hs:1", "relu": "-relu:1"},
+        "block": {"relu6": "", "hswish": "-hs:1", "relu": "-relu:1", "swish": "-swish:1"},
+        "conv": {"relu6": "", "hswish": "-hs:1", "relu": "-relu:1", "swish": "-swish:1"},
     },
     "ofa": {
-        "block": {"relu": "-hs:0", "hswish": "-hs:1", "relu6": "-hs:0-relu6:1"},
-        "conv": {"hswish": "", "relu6": "", "relu": "-relu:1"},
+        "block": {
+            "relu": "-hs:0",
+            "hswish": "-hs:1",
+            "relu6": "-hs:0-relu6:1",
+            "swish": "-hs:0-swish:1",
+        },
+        "conv": {"hswish": "", "relu6": "", "relu": "-relu:1", "swish": "-swish:1"},
     },
 }
-_ACT_FIELDS = frozenset({"hs", "relu", "relu6"})
+_ACT_FIELDS = ("hs", "relu", "relu6", "swish")
 
 
 def _fmt_ratio(value: float) -> str:
@@ -274,7 +311,7 @@ def _tags(text: str) -> dict[str, str]:
 
 def _act_of(tags: dict[str, str], dialect: str, kind: str) -> str:
     """The activation a key's tags spell in `dialect` (the inverse of `_ACT_TAGS`)."""
-    spelled = "".join(f"-{k}:{tags[k]}" for k in ("hs", "relu", "relu6") if k in tags)
+    spelled = "".join(f"-{k}:{tags[k]}" for k in _ACT_FIELDS if k in tags)
     for act, tag in _ACT_TAGS[dialect][kind].items():
         if tag == spelled:
             return act
@@ -303,6 +340,8 @@ def to_key(spec: OpSpec, dialect: str = "proxylessnas") -> str:
     )
     if dialect == "ofa" or spec.se:
         key += f"-se:{int(spec.se)}"
+    if spec.se_style != "mbv3":
+        key += f"-sestyle:{spec.se_style}"
     key += _ACT_TAGS[dialect]["block"][spec.act]
     if spec.groups != 1:
         key += f"-groups:{spec.groups}"
@@ -335,7 +374,7 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
             match[11] == "1",
         )
         extras = _tags(match["rest"])
-        unknown = set(extras) - {"se", "groups"} - _ACT_FIELDS
+        unknown = set(extras) - {"se", "sestyle", "groups", *_ACT_FIELDS}
         if unknown:
             raise KeyError_(f"key {key!r} has unknown field(s) {', '.join(sorted(unknown))}")
         expand = float(expand_text) / cin if dialect == "ofa" else float(expand_text)
@@ -352,13 +391,14 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
             act=_act_of(extras, dialect, "block"),
             skip=skip,
             batch=batch,
+            se_style=extras.get("sestyle", "mbv3"),
         )
         _check_shape(key, spec, ho)
     elif match := _CONV.match(key):
         name = match[1]
         hi, cin, ho, cout = int(match[2]), int(match[4]), int(match[5]), int(match[7])
         extras = _tags(match["rest"])
-        if set(extras) - _ACT_FIELDS:
+        if set(extras) - set(_ACT_FIELDS):
             raise KeyError_(f"key {key!r} has unknown field(s) {', '.join(sorted(extras))}")
         spec = OpSpec(
             "conv",

@@ -35,7 +35,7 @@ from latkit.errors import LatkitError
 from latkit.ops import OP_FIELDS, OpSpec
 from latkit.records import FLAG_FIELDS, LOAD_FIELDS, STAT_FIELDS, Environment, Stats, arch_id
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 REAL = "DOUBLE PRECISION"  # 8-byte floats in both back ends (PostgreSQL's REAL has 4 bytes)
@@ -68,8 +68,10 @@ _ENV_COLUMNS = [
     ("origin", "TEXT"),
     ("measured_at", REAL),
 ]
-#: how busy the machine was (schema version 3): last, so older columns keep their order
+#: how busy the machine was (schema version 3): after the older columns, so they keep their order
 _LOAD_COLUMNS = [(name, REAL) for name in LOAD_FIELDS]
+#: op fields added since (schema version 4: the squeeze-excite style), after all of those
+_OP_COLUMNS_V4 = [("se_style", "TEXT")]
 TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     "devices": (
         [
@@ -86,7 +88,8 @@ TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
         + _OP_COLUMNS
         + _STAT_COLUMNS
         + _ENV_COLUMNS
-        + _LOAD_COLUMNS,
+        + _LOAD_COLUMNS
+        + _OP_COLUMNS_V4,
         ("device", "key", "env_id"),
     ),
     "networks": (
@@ -109,6 +112,8 @@ _V1_EXACT = (
     "UPDATE {table} SET block = 1, exact = CASE WHEN runtime = 'imported' OR "
     "substr(runtime_version, 1, 15) = 'benchmark_model' THEN 0 ELSE 1 END"
 )
+#: what stores before version 4 lack: every op they hold had MobileNetV3's SE (or none)
+_V3_SE_STYLE = "UPDATE measurements SET se_style = 'mbv3' WHERE se_style IS NULL"
 
 
 def is_url(location: str | Path) -> bool:
@@ -343,8 +348,8 @@ class MeasurementStore:
     def _ensure_schema(self, db: _Backend) -> None:
         """Create the tables, or bring an older store up to date by adding the columns it lacks
         (version 1: the statistics' provenance; version 2: the machine's load, unknown for
-        old rows); a store that is already current is only read, so a read-only store opens
-        for reading."""
+        old rows; version 3: the SE style, `mbv3` for old rows); a store that is already
+        current is only read, so a read-only store opens for reading."""
         if self._version(db) == SCHEMA_VERSION:
             return
         with db.transaction():
@@ -369,6 +374,8 @@ class MeasurementStore:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
                 if version == 1 and table != "devices":
                     db.execute(_V1_EXACT.format(table=table))
+                if version is not None and version < 4 and table == "measurements":
+                    db.execute(_V3_SE_STYLE)
             db.execute("DELETE FROM schema_version")
             db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
 

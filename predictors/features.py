@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from latkit.ops import BLOCK_TYPES, OP_TYPES, OpSpec, se_channels
+from latkit.ops import BLOCK_TYPES, OP_TYPES, OpSpec
 
 COMPONENTS: tuple[str, ...] = (
     "calls",  # one per non-zero op: the runtime's per-call cost
@@ -31,6 +31,7 @@ COMPONENTS: tuple[str, ...] = (
     "fc_macs",  # ...plus extra for fully connected layers (matrix-vector at small batch)
     "act_elems",  # elements through any activation
     "hswish_elems",  # elements through hard-swish (costlier than ReLU6)
+    "swish_elems",  # elements through swish (a sigmoid and a multiply: costlier still)
     "se_elems",  # squeeze-excite: pooled and rescaled elements plus its small FCs
     "skip_elems",  # identity-shortcut additions
     "pool_elems",  # global-average-pooled elements
@@ -51,7 +52,9 @@ DESCRIPTORS: tuple[str, ...] = (
     "expand",
     "groups",
     "se",
+    "se_effnet",
     "hswish",
+    "swish",
     "skip",
     "batch",
     "macs",
@@ -75,7 +78,7 @@ def _components(op: OpSpec) -> tuple[float, ...]:
     c["calls"] = 1.0
     c["io_bytes"] = float(op.activation_bytes)
     c["weight_bytes"] = 4.0 * op.params
-    hswish = op.act == "hswish"
+    hswish, swish = op.act == "hswish", op.act == "swish"
     if op.type in BLOCK_TYPES:
         mid = op.mid
         mid_in, mid_out = b * hi * hi * mid, b * ho * ho * mid
@@ -91,8 +94,7 @@ def _components(op: OpSpec) -> tuple[float, ...]:
         c["dw_elems"] = mid_out
         c["act_elems"] += mid_out
         if op.se:
-            red = se_channels(mid)
-            c["se_elems"] = 2.0 * mid_out + b * 2 * mid * red
+            c["se_elems"] = 2.0 * mid_out + b * 2 * mid * op.se_reduced
             kernels += 5
         c["macs"] += mid_out * op.cout / op.groups + c["dw_macs"]
         if op.skip:
@@ -100,13 +102,17 @@ def _components(op: OpSpec) -> tuple[float, ...]:
             kernels += 1
         if hswish:
             c["hswish_elems"] = c["act_elems"]
+        if swish:  # the multiply after each sigmoid is a kernel of its own
+            c["swish_elems"] = c["act_elems"]
+            kernels += 1 + int(op.has_expand_conv) + int(op.se and op.se_style == "effnet")
         c["kernels"] = kernels
     elif op.type == "conv":
         c["macs"] = float(b * op.macs)
         c["conv_macs"] = c["macs"] if op.kernel > 1 else 0.0
         c["act_elems"] = out_elems
         c["hswish_elems"] = out_elems if hswish else 0.0
-        c["kernels"] = 2.0
+        c["swish_elems"] = out_elems if swish else 0.0
+        c["kernels"] = 3.0 if swish else 2.0
     elif op.type == "linear":
         c["macs"] = c["fc_macs"] = float(b * op.macs)
         c["pool_elems"] = in_elems if hi > 1 else 0.0
@@ -131,7 +137,9 @@ def _descriptors(op: OpSpec) -> tuple[float, ...]:
         expand=op.expand if op.type in BLOCK_TYPES else 1.0,
         groups=op.groups,
         se=float(op.se),
+        se_effnet=float(op.se_style == "effnet"),
         hswish=float(op.act == "hswish"),
+        swish=float(op.act == "swish"),
         skip=float(op.skip),
         batch=op.batch,
         macs=op.macs * op.batch,

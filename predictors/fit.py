@@ -216,13 +216,23 @@ def fit_device(
     interval calibrated on them; otherwise a network is the sum of its ops.
     """
     rows = op_frame(store, device)
-    ops, y, env = ops_of(rows), rows["median_ms"].to_numpy(dtype=float), env_of(rows)
+    ops, y = ops_of(rows), rows["median_ms"].to_numpy(dtype=float)
     unstable = rows["unstable"].fillna(0).to_numpy(dtype=bool)
     train, test = split_indices(len(ops), test_fraction, seed)
     _, test_metrics, comparison = held_out(ops, y, train, test, seed, unstable)
-    predictor = LatencyPredictor(seed=seed, device=device).fit(ops, y, unstable)
-    networks = stored_networks(store, device, env["env_id"])
-    predictor.fit_network_terms(networks, seed)
-    predictor.stamp(**env, source="ops", n_ops=len(ops))
+    predictor = op_predictor(store, device, rows, seed)
     path = predictor.save(predictor_path(device, data_dir))
     return FitReport(predictor, len(train), len(test), test_metrics, path, comparison)
+
+
+def op_predictor(
+    store: MeasurementStore, device: str, rows: pd.DataFrame, seed: int = 0
+) -> LatencyPredictor:
+    """F of `device` on its op `rows` (`op_frame`), every row in its table, with network terms
+    from the stored networks of their environment: what `fit_device` saves, left unsaved (a
+    transfer fit prices with other devices' F without rewriting their files)."""
+    ops, y, env = ops_of(rows), rows["median_ms"].to_numpy(dtype=float), env_of(rows)
+    unstable = rows["unstable"].fillna(0).to_numpy(dtype=bool)
+    predictor = LatencyPredictor(seed=seed, device=device).fit(ops, y, unstable)
+    predictor.fit_network_terms(stored_networks(store, device, env["env_id"]), seed)
+    return predictor.stamp(**env, source="ops", n_ops=len(ops))

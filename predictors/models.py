@@ -381,7 +381,9 @@ class HybridModel(Family):
         "expand",
         "groups",
         "se",
+        "se_effnet",
         "hswish",
+        "swish",
         "skip",
     )
 

@@ -166,7 +166,10 @@ def _fit(
         model: Model = AdditiveModel.from_weights(w[:-1], ridge)
     else:
         model = CalibratedModel(base, float(w[0]), w[1:-1])
-    predictor = LatencyPredictor(family=model.name, seed=seed).with_model(model)
+    fitted_on = [op for ops, _ in samples for op in ops]
+    predictor = LatencyPredictor(family=model.name, seed=seed).with_model(
+        model, fitted_on=fitted_on
+    )
     predictor.overhead_ms = float(w[-1])
     predictor.meta["ridge"] = ridge
     return predictor

@@ -38,10 +38,10 @@ from latkit.predictors.network_terms import (
     network_row,
     op_features,
 )
-from latkit.predictors.selection import MIN_ROWS_TO_SELECT, OpRange, select
+from latkit.predictors.selection import MIN_ROWS_TO_SELECT, NOVEL_AXES, OpRange, select
 
 FORMAT = "latkit-predictor"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: where an op's latency came from, in `LatencyPredictor.explain`
 SOURCES = ("table", "model", "model, outside the fitted range", "zero")
 #: fewer whole networks than this move only the overhead: too few to tell the terms apart
@@ -222,14 +222,19 @@ class LatencyPredictor:
         model: Model,
         table: dict[OpSpec, float] | None = None,
         network_interval: Interval | None = None,
+        fitted_on: Sequence[OpSpec] = (),
     ) -> LatencyPredictor:
         """Install an already fitted model (e.g. one fitted from network sums), a table, and the
-        network interval calibrated for it."""
+        network interval calibrated for it. `fitted_on` are the ops of the networks it was
+        fitted on: their range is F's fitted range, so that an op beyond it (a network of
+        another space, a larger input) is answered as extrapolated, with no interval, rather
+        than under the network interval of networks that never held it."""
         self.table_ = dict(table or {})
         self.model_ = model
         self.extrap_models_ = {}
         self.axis_families_ = {}
-        self.range_ = None
+        ran = [op for op in fitted_on if op.type != "zero"]
+        self.range_ = OpRange.of(ran) if ran else None
         self.comparison_ = {}
         self.op_interval_ = self.extrap_interval_ = Interval(np.inf, 0, "ops", self.level)
         self.table_interval_ = self.op_interval_
@@ -254,13 +259,14 @@ class LatencyPredictor:
             raise LatkitError("this latency predictor is not fitted; call fit() or load() first")
         return model
 
-    def _route(self, op: OpSpec) -> str | None:
-        """Which model answers an untabled op: None for the inside family, else the family
-        kept for the axis along which it leaves the fitted range ("" when none was kept)."""
+    def _route(self, op: OpSpec) -> tuple[str | None, bool]:
+        """Which model answers an untabled op (None for the inside family, else the family
+        kept for the axis along which it leaves the fitted range, "" when none was kept), and
+        whether it is of a type or kind F never measured (`NOVEL_AXES`)."""
         axis = None if self.range_ is None else self.range_.axis(op)
         if axis is None:
-            return None
-        return self.axis_families_.get(axis, self.axis_families_.get("", ""))
+            return None, False
+        return self.axis_families_.get(axis, self.axis_families_.get("", "")), axis in NOVEL_AXES
 
     def _model_for(self, family: str | None) -> Model:
         if family is None:
@@ -272,10 +278,12 @@ class LatencyPredictor:
         measurement of the op lands within the spread of the table's repeated rows (where it
         has enough of them; else the model's interval stands in). Outside the fitted range the
         family kept for that axis answers, and the interval is the wider of the two model
-        calibrations."""
+        calibrations; for an op of a type or kind (activation, squeeze-excite) F never
+        measured, no residual calibrates one, and it is unbounded."""
         out: list[tuple[float, float, float, str]] = [(0.0, 0.0, 0.0, "zero")] * len(ops)
         outside_interval = max(self.op_interval_, self.extrap_interval_, key=lambda i: i.halfwidth)
-        routes: dict[str | None, list[int]] = {}
+        unknown = Interval(np.inf, 0, "nothing: a kind F never measured", self.level)
+        routes: dict[tuple[str | None, bool], list[int]] = {}
         for i, op in enumerate(ops):
             if op.type == "zero":
                 continue
@@ -285,10 +293,11 @@ class LatencyPredictor:
             else:
                 low, high = self.table_interval_.bounds(hit)
                 out[i] = (hit, float(low), float(high), "table")
-        for family, rows in routes.items():
+        for (family, novel), rows in routes.items():
             inside = family is None
             values = self._model_for(family).predict([ops[i] for i in rows])
-            low, high = (self.op_interval_ if inside else outside_interval).bounds(values)
+            interval = self.op_interval_ if inside else unknown if novel else outside_interval
+            low, high = interval.bounds(values)
             source = SOURCES[1] if inside else SOURCES[2]
             for i, v, lo, hi in zip(rows, values, low, high):
                 out[i] = (float(v), float(lo), float(hi), source)
@@ -378,17 +387,44 @@ class LatencyPredictor:
         predicted = self.predict_network(ops)
         group = self.group_of(ops)
         interval = self.network_interval_ if group is None else group.interval
+        scale = (self.terms if group is None else group.terms).scale
         if isinstance(interval, CVPlusInterval):
             low, high = interval.bounds(self._row(ops))
-            return NetworkAnswer(predicted, low, high, self.level, "networks (CV+)")
+            return self._widened(ops, predicted, (low, high, scale), "networks (CV+)")
         if interval is not None:
             low, high = interval.bounds(predicted)
-            return NetworkAnswer(predicted, float(low), float(high), self.level, "networks")
+            return self._widened(ops, predicted, (float(low), float(high), scale), "networks")
         ops = list(ops)
         low, high = (
             float(self.terms.predict(network_row(ops, v))) for v in self.predict_interval(ops)
         )
         return NetworkAnswer(predicted, low, high, self.level, "ops")
+
+    def _widened(
+        self,
+        ops: Sequence[OpSpec],
+        predicted: float,
+        bounds: tuple[float, float, float],
+        source: str,
+    ) -> NetworkAnswer:
+        """A network interval calibrated on networks whose ops F had measured, widened by the
+        intervals of the ops it answers outside the fitted range (added up, as if they all
+        erred the same way): the networks that calibrated it never held such ops, so it says
+        nothing about them. An op of a kind F never measured leaves the top unbounded.
+        `bounds` is (low, high, the network terms' scale on each op)."""
+        low, high, scale = bounds
+        answers = [a for a in self._answers(ops) if a[3] == SOURCES[2]]
+        if not answers:
+            return NetworkAnswer(predicted, low, high, self.level, source)
+        below = sum(ms - lo for ms, lo, _, _ in answers) * scale
+        above = sum(hi - ms for ms, _, hi, _ in answers) * scale
+        return NetworkAnswer(
+            predicted,
+            max(low - below, 0.0),
+            high + above,
+            self.level,
+            f"{source}, widened by {len(answers)} ops outside the fitted range",
+        )
 
     def is_measured(self, op: OpSpec) -> bool:
         """Whether `op` is answered from the table rather than the model."""

@@ -222,22 +222,38 @@ def _values(op: OpSpec) -> list[float]:
     return [float(op.mid if name == "mid" else getattr(op, name)) for name in RANGE_FIELDS]
 
 
+#: axes along which an op is of something F never measured at all: no residual calibrates them
+NOVEL_AXES: frozenset[str] = frozenset({"type", "kind"})
+
+
+def _kind(op: OpSpec) -> list[Any]:
+    """What no size can stand in for: the activation and the squeeze-excite."""
+    return [op.act, bool(op.se), op.se_style]
+
+
 @dataclass(frozen=True)
 class OpRange:
-    """The fitted range of each op type: [min, max] of `RANGE_FIELDS` over its rows."""
+    """The fitted range of each op type: [min, max] of `RANGE_FIELDS` over its rows, and the
+    kinds (`_kind`) its rows were of (None: not recorded)."""
 
     bounds: dict[str, tuple[list[float], list[float]]]
+    kinds: dict[str, list[list[Any]]] | None = None
 
     @classmethod
     def of(cls, ops: Sequence[OpSpec]) -> OpRange:
         by_type: dict[str, list[list[float]]] = {}
+        kinds: dict[str, list[list[Any]]] = {}
         for op in ops:
             by_type.setdefault(op.type, []).append(_values(op))
+            seen = kinds.setdefault(op.type, [])
+            if _kind(op) not in seen:
+                seen.append(_kind(op))
         return cls(
             {
                 t: (np.min(rows, axis=0).tolist(), np.max(rows, axis=0).tolist())
                 for t, rows in by_type.items()
-            }
+            },
+            kinds,
         )
 
     def inside(self, op: OpSpec) -> bool:
@@ -246,9 +262,12 @@ class OpRange:
 
     def axis(self, op: OpSpec) -> str | None:
         """Along which extrapolation axis `op` leaves its type's fitted range (`AXES`, in
-        their order; "type" for a type never fitted); None inside it."""
+        their order; "type" for a type never fitted, "kind" for an activation or
+        squeeze-excite its type was never fitted with); None inside it."""
         if op.type not in self.bounds:
             return "type"
+        if self.kinds is not None and _kind(op) not in self.kinds.get(op.type, []):
+            return "kind"
         low, high = self.bounds[op.type]
         out = {f for f, lo, v, hi in zip(RANGE_FIELDS, low, _values(op), high) if not lo <= v <= hi}
         if not out:
@@ -256,8 +275,9 @@ class OpRange:
         return next((axis for axis in AXES if out & AXIS_FIELDS[axis]), "width")
 
     def to_state(self) -> dict[str, Any]:
-        return {"fields": list(RANGE_FIELDS), "bounds": self.bounds}
+        return {"fields": list(RANGE_FIELDS), "bounds": self.bounds, "kinds": self.kinds}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OpRange:
-        return cls({t: (list(lo), list(hi)) for t, (lo, hi) in state["bounds"].items()})
+        bounds = {t: (list(lo), list(hi)) for t, (lo, hi) in state["bounds"].items()}
+        return cls(bounds, state.get("kinds"))

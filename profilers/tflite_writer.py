@@ -36,7 +36,6 @@ FUSED_ACTS: dict[type[nn.Module] | None, int] = {
     nn.ReLU6: Act.RELU6,
     nn.ReLU: Act.RELU,
 }
-STANDALONE_ACTS: dict[type[nn.Module], str] = {nn.Hardswish: "HARD_SWISH"}
 TENSOR_TYPES = {
     np.dtype(np.float32): schema.TensorType.FLOAT32,
     np.dtype(np.int32): schema.TensorType.INT32,
@@ -145,6 +144,30 @@ class Graph:
 # --- building blocks ---------------------------------------------------------------------------
 
 
+def _hard_swish(g: Graph, x: Value, label: str) -> Value:
+    (out,) = g.op("HARD_SWISH", [x], [x.shape], label=label)
+    return out
+
+
+def _sigmoid(g: Graph, x: Value, label: str) -> Value:
+    (out,) = g.op("LOGISTIC", [x], [x.shape], label=label)
+    return out
+
+
+def _swish(g: Graph, x: Value, label: str) -> Value:
+    """x * sigmoid(x): LiteRT has no swish builtin (nor a fused one), so LOGISTIC then MUL."""
+    gate = _sigmoid(g, x, f"{label}.sigmoid")
+    (out,) = g.op("MUL", [x, gate], [x.shape], schema.MulOptionsT(), label)
+    return out
+
+
+#: activations that cannot be fused into a conv: the ops that follow it instead
+STANDALONE_ACTS: dict[type[nn.Module], Callable[[Graph, Value, str], Value]] = {
+    nn.Hardswish: _hard_swish,
+    nn.SiLU: _swish,
+}
+
+
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
     """Conv weight and bias with eval-mode batch norm folded in (scale and shift in float64,
     so the only rounding is the final cast to float32)."""
@@ -226,7 +249,7 @@ def conv_bn(g: Graph, x: Value, block: nn.Module, label: str) -> Value:
             "CONV_2D", [x, filt, bias_value], [(n, ho, wo, cout)], options, label, version
         )
     if act in STANDALONE_ACTS:
-        (out,) = g.op(STANDALONE_ACTS[act], [out], [out.shape], label=f"{label}.act")
+        out = STANDALONE_ACTS[act](g, out, f"{label}.act")
     return out
 
 
@@ -239,29 +262,29 @@ def _mean_hw(g: Graph, x: Value, keep_dims: bool, label: str) -> Value:
 
 
 def squeeze_excite(g: Graph, x: Value, se: nn.Module, label: str) -> Value:
-    """mean -> 1x1 conv + ReLU -> 1x1 conv -> hard sigmoid -> scale. Hard sigmoid is relu6(z+3)/6:
-    the +3 goes into the second conv's bias, RELU6 is fused, and /6 is a MUL by 1/6."""
+    """mean -> 1x1 conv + activation -> 1x1 conv -> gate -> scale. A sigmoid gate (EfficientNet)
+    is LOGISTIC. A hard-sigmoid gate (once-for-all) is relu6(z+3)/6: the +3 goes into the second
+    conv's bias, RELU6 is fused, and /6 is a MUL by 1/6."""
     scale = _mean_hw(g, x, True, f"{label}.mean")
-    weight, bias = _fold_bn(se.reduce, None)
-    n, _, _, mid = x.shape
-    inputs = [
-        scale,
-        g.constant(weight.transpose(0, 2, 3, 1), f"{label}.reduce.weight"),
-        g.constant(bias, f"{label}.reduce.bias"),
-    ]
-    options = schema.Conv2DOptionsT(schema.Padding.VALID, 1, 1, Act.RELU)
-    shape = (n, 1, 1, se.reduce.out_channels)
-    (scale,) = g.op("CONV_2D", inputs, [shape], options, f"{label}.reduce")
-    weight, bias = _fold_bn(se.expand, None)
-    inputs = [
-        scale,
-        g.constant(weight.transpose(0, 2, 3, 1), f"{label}.expand.weight"),
-        g.constant(bias + np.float32(3.0), f"{label}.expand.bias_plus_3"),
-    ]
-    options = schema.Conv2DOptionsT(schema.Padding.VALID, 1, 1, Act.RELU6)
-    (scale,) = g.op("CONV_2D", inputs, [(n, 1, 1, mid)], options, f"{label}.expand")
-    sixth = g.constant(np.array([1.0 / 6.0], dtype=np.float32), f"{label}.one_sixth")
-    (scale,) = g.op("MUL", [scale, sixth], [scale.shape], schema.MulOptionsT(), f"{label}.hsig")
+    scale = conv_bn(g, scale, nn.Sequential(se.reduce, se.act), f"{label}.reduce")
+    if isinstance(se.gate, nn.Sigmoid):
+        scale = conv_bn(g, scale, se.expand, f"{label}.expand")
+        scale = _sigmoid(g, scale, f"{label}.sigmoid")
+    elif isinstance(se.gate, nn.Hardsigmoid):
+        weight, bias = _fold_bn(se.expand, None)
+        n, _, _, mid = x.shape
+        inputs = [
+            scale,
+            g.constant(weight.transpose(0, 2, 3, 1), f"{label}.expand.weight"),
+            g.constant(bias + np.float32(3.0), f"{label}.expand.bias_plus_3"),
+        ]
+        options = schema.Conv2DOptionsT(schema.Padding.VALID, 1, 1, Act.RELU6)
+        (scale,) = g.op("CONV_2D", inputs, [(n, 1, 1, mid)], options, f"{label}.expand")
+        sixth = g.constant(np.array([1.0 / 6.0], dtype=np.float32), f"{label}.one_sixth")
+        mul = schema.MulOptionsT()
+        (scale,) = g.op("MUL", [scale, sixth], [scale.shape], mul, f"{label}.hsig")
+    else:
+        raise UnsupportedOp(f"{label}: SE gate {type(se.gate).__name__} is not written here")
     (out,) = g.op("MUL", [x, scale], [x.shape], schema.MulOptionsT(), f"{label}.scale")
     return out
 

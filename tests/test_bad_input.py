@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_support import fail
 from readonly_support import read_only
 
 from latkit.cli import app, main
@@ -302,6 +303,28 @@ MATRIX = [
         _text("s.sqlite"),
         "ro",
     ),
+    # import-networks
+    Bad("import-networks", "missing file", lambda w: [w.missing, *DEV], _w("missing")),
+    Bad("import-networks", "unreadable file", lambda w: [str(w.folder), *DEV], _w("folder")),
+    Bad("import-networks", "wrong format", lambda w: [str(w.not_json), *DEV], _w("not_json")),
+    Bad(
+        "import-networks",
+        "bad numbers",
+        lambda w: [str(w.root / "bad.jsonl"), "-d", "fresh"],
+        _text("bad.jsonl:2: needs a non-empty `ops` and latency_ms > 0"),
+    ),
+    Bad(
+        "import-networks",
+        "read-only store",
+        lambda w: [str(w.root / "good.jsonl"), "-d", "imported"],
+        _text("s.sqlite"),
+        "ro",
+    ),
+    # fit --transfer
+    Bad(
+        "fit", "empty store", lambda w: ["-d", w.device, "--transfer"], _text("at least 3"), "empty"
+    ),
+    Bad("fit", "bad numbers", lambda w: [*DEV, "--transfer", "--train", "5"], _text("--train")),
     # search
     Bad(
         "search", "unknown device", lambda w: ["-d", "nosuch", "--target-ms", "1"], _text("nosuch")
@@ -367,6 +390,9 @@ def test_every_command_and_every_case_is_covered():
 def world(tmp_path_factory):
     world = World(tmp_path_factory.mktemp("world"))
     (world.root / "good.csv").write_text("type,input_hw,cin,cout,latency_ms\nconv,8,3,8,0.5\n")
+    line = f'{{"ops": ["{KEY}"], "latency_ms": 0.5}}\n'
+    (world.root / "good.jsonl").write_text(line)
+    (world.root / "bad.jsonl").write_text(line + line.replace("0.5", "-1"))
     return world
 
 
@@ -471,25 +497,14 @@ LEFT_BEHIND = [
     ("import-lut", ["import-lut", "garbage.yaml", "-d", "other.yaml"], "garbage.yaml"),
     ("import-lut: name", ["import-lut", "garbage.yaml", "-d", "fresh"], "garbage.yaml"),
     ("import-measurements", ["import-measurements", "bad.csv", "-d", "other.yaml"], "bad.csv:3"),
+    ("import-networks", ["import-networks", "nan.jsonl", "-d", "fresh"], "nan.jsonl:1"),
+    ("fit --transfer", ["fit", "-d", "dev.yaml", "--transfer"], "at least 3"),
     ("time-network", ["time-network", "-d", "other.yaml", "--arch", "not.config"], "not.config"),
     ("validate", ["validate", "-d", "other.yaml"], "predictor"),
     ("predict", ["predict", "-d", "nosuch", "--arch", ARCH], "nosuch"),
     ("measurements", ["measurements", "-d", "nosuch"], "nosuch"),
     ("export-lut", ["export-lut", "-d", "nosuch", "--format", "ofa", "--out", "x.yaml"], "nosuch"),
 ]
-
-
-def _fail(argv: list[str], monkeypatch, capsys) -> str:
-    """Run `latkit ARGV` in this process; the one line it printed on stderr."""
-    monkeypatch.setattr(sys, "argv", ["latkit", *argv])
-    monkeypatch.setenv("COLUMNS", "80")
-    with pytest.raises(SystemExit) as exited:
-        main()
-    out, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert exited.value.code == 2 and len(lines) == 1, f"{exited.value.code}\n{out}\n{err}"
-    assert "Traceback" not in out + err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -505,7 +520,7 @@ def test_a_failed_command_leaves_store_and_folders_as_they_were(
         (root / "s.sqlite").unlink()
     monkeypatch.chdir(root)
     before = snapshot(root)
-    line = _fail([*args, "--db", "s.sqlite"], monkeypatch, capsys)
+    line = fail([*args, "--db", "s.sqlite"], monkeypatch, capsys)
     assert names in line, line
     assert snapshot(root) == before
 
@@ -516,7 +531,7 @@ def test_a_new_device_is_created_only_by_a_fit_that_succeeds(
     root = tmp_path / "work"
     shutil.copytree(template, root)
     monkeypatch.chdir(root)
-    _fail(["fit", "-d", "new", "--networks", "nan.jsonl", "--db", "s.sqlite"], monkeypatch, capsys)
+    fail(["fit", "-d", "new", "--networks", "nan.jsonl", "--db", "s.sqlite"], monkeypatch, capsys)
     assert "new device" not in capsys.readouterr().err
     (root / "good.jsonl").write_text(
         "".join(f'{{"ops": ["{KEY}"], "latency_ms": {1 + i / 10}}}\n' for i in range(6))

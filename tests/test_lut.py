@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from latkit.errors import LatkitError
-from latkit.ops import OP_FIELDS, detect_dialect, from_key, to_key
+from latkit.ops import OP_FIELDS, OpSpec, detect_dialect, from_key, to_key
 from latkit.predictors import export_lut, fit_device, import_lut, import_measurements, read_lut
+from latkit.predictors.fit import ops_of
 from latkit.store import MeasurementStore
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -167,6 +168,35 @@ def test_import_measurements_reads_the_columns_latkit_measurements_writes(store,
     assert second["median_ms"] == second["mean_ms"] == 0.7 and math.isnan(second["std_ms"])
     assert (second["runs"], second["cv"], bool(second["exact"])) == (0, 0.0, False)
     assert set(frame["runtime"]) == {"imported"}  # the environment columns are not imported
+
+
+def test_efficientnet_rows_import_and_export_in_both_dialects(store, tmp_path):
+    """A CSV of EfficientNet-B0 / MnasNet-A1 ops: `se_style` is a column like the other op
+    fields, empty or absent means MobileNetV3's, and the LUTs written from it read back."""
+    effnet = OpSpec(
+        "mbconv", 56, 24, 24, kernel=3, expand=6, se=True, act="swish", skip=True, se_style="effnet"
+    )
+    ops = [effnet, effnet.replace(act="relu", kernel=5), effnet.replace(se_style="mbv3")]
+    ops.append(OpSpec("conv", 224, 3, 32, kernel=3, stride=2, act="swish"))
+    rows = [{**op.to_dict(), "latency_ms": 1.0 + i} for i, op in enumerate(ops)]
+    rows[2]["se_style"] = ""
+    rows[3]["se_style"] = ""
+    path = tmp_path / "effnet.csv"
+    _write_csv(path, rows)
+    assert import_measurements(store, path, "b0") == 4
+    assert set(ops_of(store.dataframe("b0"))) == set(ops)
+    legacy = tmp_path / "legacy.csv"  # written before se_style existed
+    legacy.write_text(
+        "type,input_hw,cin,cout,kernel,expand,se,act,latency_ms\nmbconv,14,16,16,3,4,1,hswish,0.5\n"
+    )
+    import_measurements(store, legacy, "old")
+    assert ops_of(store.dataframe("old"))[0].se_style == "mbv3"
+    for dialect in ("proxylessnas", "ofa"):
+        out = tmp_path / f"b0-{dialect}.yaml"
+        assert export_lut(store, "b0", dialect, out) == 4
+        read_dialect, entries = read_lut(out)
+        assert read_dialect == dialect
+        assert {e.op: e.mean for e in entries} == {op: 1.0 + i for i, op in enumerate(ops)}
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,32 @@ def _check(ops, tmp_path=None):
             "mbconv", 14, 16, 16, kernel=3, expand=4, se=True, act="hswish", groups=2, skip=True
         ),
         OpSpec("conv", 224, 3, 32, kernel=3, stride=2),
+        OpSpec(
+            "mbconv",
+            28,
+            24,
+            24,
+            kernel=3,
+            expand=6,
+            se=True,
+            act="swish",
+            skip=True,
+            se_style="effnet",
+        ),
+        OpSpec(
+            "mbconv",
+            29,
+            40,
+            80,
+            kernel=5,
+            expand=6,
+            stride=2,
+            se=True,
+            act="relu",
+            se_style="effnet",
+        ),
+        OpSpec("mbconv", 56, 32, 16, kernel=3, expand=1, se=True, act="swish", se_style="effnet"),
+        OpSpec("conv", 224, 3, 32, kernel=3, stride=2, act="swish"),
         OpSpec("irf", 57, 16, 24, kernel=5, expand=1, groups=2, stride=2, act="relu"),
         OpSpec("irf", 28, 24, 24, kernel=3, expand=3, act="relu", skip=True),
         OpSpec("conv", 56, 24, 32, stride=2, act="relu"),
@@ -66,3 +92,9 @@ def test_a_sample_of_each_new_spaces_ops_matches_torch(name):
     """Three seeded ops of the space, exported at their real (ImageNet) size."""
     for op in random.Random(1).sample(load_space(name).distinct_ops(), 3):
         _check([op])
+
+
+def test_effnet_se_and_swish_export_as_sigmoids_not_hard_ones():
+    op = OpSpec("mbconv", 14, 16, 16, kernel=3, expand=4, se=True, act="swish", se_style="effnet")
+    kinds = {node.op_type for node in onnx.load_from_string(export_onnx([op])).graph.node}
+    assert "Sigmoid" in kinds and "HardSigmoid" not in kinds and "HardSwish" not in kinds

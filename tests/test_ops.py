@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from latkit.errors import LatkitError
 from latkit.modules import build_op, example_input
-from latkit.ops import OpSpec, detect_dialect, from_key, to_key
+from latkit.ops import ACTS, SE_STYLES, OpSpec, detect_dialect, from_key, to_key
 
 
 def _keys(path):
@@ -74,7 +74,7 @@ def test_bad_keys_raise_one_clear_error(bad):
 
 
 mbconv_specs = st.builds(
-    lambda kind, hw, cin, cout, k, e, s, se, act, g: OpSpec(
+    lambda kind, hw, cin, cout, k, e, s, se, act, g, style: OpSpec(
         kind,
         hw,
         cin * g,
@@ -86,6 +86,7 @@ mbconv_specs = st.builds(
         se=se,
         act=act,
         skip=(s == 1 and cin == cout),
+        se_style=style if se else "mbv3",
     ),
     kind=st.sampled_from(["mbconv", "irf"]),
     hw=st.integers(1, 64),
@@ -95,8 +96,9 @@ mbconv_specs = st.builds(
     e=st.sampled_from([1.0, 3.0, 4.0, 6.0]),
     s=st.sampled_from([1, 2]),
     se=st.booleans(),
-    act=st.sampled_from(["relu6", "hswish", "relu"]),
+    act=st.sampled_from(ACTS),
     g=st.sampled_from([1, 2]),
+    style=st.sampled_from(SE_STYLES),
 )
 
 
@@ -209,3 +211,146 @@ def test_grouped_blocks_need_divisible_channels():
         OpSpec("irf", 8, 5, 6, expand=2, groups=2)
     with pytest.raises(LatkitError, match="op act"):
         OpSpec("conv", 8, 3, 8, act="gelu")
+
+
+EFFNET_B0_BLOCK = OpSpec(
+    "mbconv", 56, 24, 24, kernel=3, expand=6, se=True, act="swish", skip=True, se_style="effnet"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "dialect", "key"),
+    [
+        (
+            EFFNET_B0_BLOCK,
+            "proxylessnas",
+            "expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:3-stride:1-idskip:1"
+            "-se:1-sestyle:effnet-swish:1",
+        ),
+        (
+            EFFNET_B0_BLOCK,
+            "ofa",
+            "expanded_conv-input:56x56x24-output:56x56x24-expand:144-kernel:3-stride:1-idskip:1"
+            "-se:1-sestyle:effnet-hs:0-swish:1",
+        ),
+        (
+            EFFNET_B0_BLOCK.replace(act="relu"),  # MnasNet-A1
+            "proxylessnas",
+            "expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:3-stride:1-idskip:1"
+            "-se:1-sestyle:effnet-relu:1",
+        ),
+        (
+            EFFNET_B0_BLOCK.replace(se_style="mbv3"),
+            "proxylessnas",
+            "expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:3-stride:1-idskip:1"
+            "-se:1-swish:1",
+        ),
+        (
+            OpSpec("conv", 224, 3, 32, stride=2, kernel=3, act="swish"),
+            "proxylessnas",
+            "Conv-input:224x224x3-output:112x112x32-swish:1",
+        ),
+        (
+            OpSpec("conv", 7, 320, 1280, act="swish"),
+            "ofa",
+            "Conv_1-input:7x7x320-output:7x7x1280-swish:1",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
+)
+def test_swish_and_effnet_se_keys_are_spelled_and_detected(spec, dialect, key):
+    assert to_key(spec, dialect) == key
+    assert detect_dialect(key) == dialect or spec.type == "conv"  # conv keys: both dialects
+    assert from_key(key) == from_key(key, dialect) == spec
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from([1, 2, 4, 8, 14]),
+    st.sampled_from([16, 24, 40, 80]),
+    st.sampled_from(["conv", "mbconv", "irf"]),
+    st.sampled_from(["proxylessnas", "ofa"]),
+)
+def test_every_swish_op_round_trips(hw, channels, kind, dialect):
+    expand = 1.0 if kind == "conv" else 4.0
+    spec = OpSpec(kind, hw, channels, channels, kernel=3, expand=expand, act="swish")
+    assert from_key(to_key(spec, dialect)) == spec
+    if kind != "conv":
+        effnet = spec.replace(se=True, se_style="effnet", skip=True)
+        assert from_key(to_key(effnet, dialect)) == effnet
+
+
+def test_se_style_is_checked_and_only_blocks_with_se_have_one():
+    with pytest.raises(LatkitError, match="op se_style 'resnet' is not one of mbv3, effnet"):
+        OpSpec("mbconv", 8, 16, 16, se=True, se_style="resnet")
+    with pytest.raises(LatkitError, match="needs a block type with se=True"):
+        OpSpec("mbconv", 8, 16, 16, se_style="effnet")
+    with pytest.raises(LatkitError, match="needs a block type with se=True"):
+        OpSpec("conv", 8, 16, 16, se=True, se_style="effnet")
+    assert OpSpec("conv", 8, 3, 16).se_style == "mbv3"
+    with pytest.raises(LatkitError, match="se_style"):
+        from_key(
+            "expanded_conv-input:8x8x16-output:8x8x16-expand:6-kernel:3-stride:1-idskip:1"
+            "-se:0-sestyle:effnet"
+        )
+    with pytest.raises(LatkitError, match="round-trip"):  # the default is never spelled
+        from_key(
+            "expanded_conv-input:8x8x16-output:8x8x16-expand:6-kernel:3-stride:1-idskip:1"
+            "-se:1-sestyle:mbv3"
+        )
+    assert OpSpec.from_dict({**EFFNET_B0_BLOCK.to_dict(), "se_style": "effnet"}) == EFFNET_B0_BLOCK
+    assert OpSpec.from_dict({"type": "conv", "input_hw": 8, "cin": 3, "cout": 8}).se_style == "mbv3"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        EFFNET_B0_BLOCK,
+        EFFNET_B0_BLOCK.replace(act="relu"),
+        EFFNET_B0_BLOCK.replace(se_style="mbv3"),
+        OpSpec("mbconv", 16, 32, 16, kernel=3, expand=1, se=True, act="swish", se_style="effnet"),
+        OpSpec("mbconv", 14, 40, 80, kernel=5, expand=6, stride=2, se=True, se_style="effnet"),
+        OpSpec("mbconv", 4, 2, 2, expand=3, se=True, act="swish", se_style="effnet"),
+        OpSpec("irf", 8, 16, 16, expand=3, groups=2, se=True, act="swish", se_style="effnet"),
+        OpSpec("irf", 8, 16, 24, kernel=5, expand=1, act="swish"),
+        OpSpec("conv", 32, 3, 16, kernel=3, stride=2, act="swish"),
+    ],
+    ids=lambda s: s.key,
+)
+def test_new_combinations_build_with_the_params_the_spec_counts(spec):
+    module = build_op(spec)
+    assert spec.params == sum(p.numel() for p in module.parameters())
+    x = example_input(spec)
+    out = module(x)
+    assert out.shape == (1, spec.cout, spec.output_hw, spec.output_hw)
+    assert torch.isfinite(out).all()
+    if spec.se:
+        assert module.se.reduce.out_channels == spec.se_reduced
+        assert spec.macs > spec.replace(se=False, se_style="mbv3").macs
+
+
+def test_effnet_se_reduces_from_the_block_input_with_its_act_and_a_sigmoid_gate():
+    spec = OpSpec("mbconv", 6, 40, 40, kernel=3, expand=6, se=True, act="swish", se_style="effnet")
+    se = build_op(spec).se
+    assert (se.reduce.in_channels, se.reduce.out_channels) == (240, 10)  # int(40 * 0.25)
+    assert OpSpec("mbconv", 6, 3, 3, expand=6, se=True, se_style="effnet").se_reduced == 1
+    x = torch.randn(2, 240, 6, 6)
+    with torch.no_grad():
+        z = torch.nn.functional.conv2d(
+            x.mean((2, 3), keepdim=True), se.reduce.weight, se.reduce.bias
+        )
+        z = torch.nn.functional.conv2d(z * torch.sigmoid(z), se.expand.weight, se.expand.bias)
+        assert torch.allclose(se(x), x * torch.sigmoid(z), atol=1e-6)
+    mbv3 = build_op(spec.replace(se_style="mbv3")).se
+    assert mbv3.reduce.out_channels == 64  # once-for-all: make_divisible(240 // 4)
+    assert isinstance(mbv3.gate, torch.nn.Hardsigmoid) and isinstance(mbv3.act, torch.nn.ReLU)
+
+
+def test_effnet_se_costs_count_its_own_bottleneck():
+    effnet = OpSpec("mbconv", 14, 40, 40, kernel=3, expand=6, se=True, se_style="effnet")
+    mbv3, plain = effnet.replace(se_style="mbv3"), effnet.replace(se=False, se_style="mbv3")
+    assert effnet.macs - plain.macs == 2 * 240 * 10
+    assert mbv3.macs - plain.macs == 2 * 240 * 64
+    assert effnet.params - plain.params == 2 * 240 * 10 + 10 + 240
+    assert mbv3.activation_bytes - effnet.activation_bytes == 4 * (64 - 10)
+    assert effnet.activation_bytes > plain.activation_bytes

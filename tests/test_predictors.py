@@ -53,6 +53,25 @@ def test_features_have_one_column_per_name_and_zero_for_zero_ops(phone_table):
     assert row["activation_bytes"] == mb.activation_bytes
 
 
+def test_features_tell_swish_and_the_effnet_se_apart():
+    relu = OpSpec("mbconv", 14, 40, 40, kernel=3, expand=6, se=True, act="relu", skip=True)
+    swish = relu.replace(act="swish")
+    effnet = swish.replace(se_style="effnet")
+    rows = [dict(zip(DESCRIPTORS, row)) for row in descriptors([relu, swish, effnet])]
+    assert [(r["swish"], r["se_effnet"], r["hswish"]) for r in rows] == [
+        (0, 0, 0),
+        (1, 0, 0),
+        (1, 1, 0),
+    ]
+    parts = [dict(zip(COMPONENTS, row)) for row in components([relu, swish, effnet])]
+    assert parts[0]["swish_elems"] == 0 and parts[1]["swish_elems"] == parts[1]["act_elems"] > 0
+    assert parts[1]["kernels"] == parts[0]["kernels"] + 2  # a MUL after each sigmoid
+    assert parts[2]["kernels"] == parts[1]["kernels"] + 1  # ...and after the SE's
+    assert 0 < parts[2]["se_elems"] < parts[1]["se_elems"]  # 10 bottleneck channels, not 64
+    stem = dict(zip(COMPONENTS, components([OpSpec("conv", 32, 3, 16, kernel=3, act="swish")])[0]))
+    assert stem["swish_elems"] == stem["act_elems"] == 16 * 32 * 32
+
+
 def test_exact_table_hit_returns_the_measured_value(phone_table, phone_predictor):
     ops, y = phone_table
     assert np.array_equal(phone_predictor.predict(ops), y)
@@ -228,6 +247,34 @@ def test_network_interval_from_ops_or_from_networks(phone_table, phone_predictor
     assert answer.high_ms == pytest.approx(answer.predicted_ms * 1.05)
 
 
+def test_ops_of_a_kind_never_measured_have_no_interval_and_widen_the_networks(
+    phone_table, phone_predictor
+):
+    """The phone table is all ReLU6 without SE: a swish op, or one with SE, is of a kind F
+    never measured. Its answer is marked extrapolated and has no upper bound; so has every
+    network holding it. An op only wider than the table widens the network interval, which
+    the networks that calibrated it (all inside the range) say nothing about."""
+    ops, _ = phone_table
+    block = next(op for op in ops if op.type == "mbconv" and op.expand == 6)
+    swish, se = block.replace(act="swish"), block.replace(se=True)
+    assert {phone_predictor.range_.axis(op) for op in (swish, se)} == {"kind"}
+    answers = phone_predictor.explain([swish, se])
+    assert {a.source for a in answers} == {"model, outside the fitted range"}
+    assert all(a.high_ms == np.inf and a.low_ms == 0 for a in answers)
+    network = list(load_space("proxyless-mobile").sample_networks(1, seed=0)[0][1].ops)
+    calibrated = LatencyPredictor.from_state(phone_predictor.to_state())
+    calibrated.calibrate_networks(np.full(19, np.log(1.05)))
+    inside = calibrated.network_answer(network)
+    assert inside.interval_source == "networks"
+    novel = calibrated.network_answer([*network, swish])
+    assert novel.high_ms == np.inf and "widened by 1 ops" in novel.interval_source
+    wider = block.replace(cin=block.cin * 4, cout=block.cout * 4)
+    assert calibrated.range_.axis(wider) == "width"
+    widened = calibrated.network_answer([*network, wider])
+    assert widened.high_ms / widened.predicted_ms > inside.high_ms / inside.predicted_ms
+    assert np.isfinite(widened.high_ms)
+
+
 def test_fit_rejects_bad_input(phone_table):
     ops, y = phone_table
     with pytest.raises(LatkitError, match="3 ops, 2 latencies"):
@@ -245,7 +292,7 @@ def test_save_load_round_trip_is_plain_json(tmp_path, phone_table, phone_predict
     path = phone_predictor.save(tmp_path / "p" / "predictor.json")
     text = path.read_text()
     state = json.loads(text)  # the whole predictor is one JSON document: nothing to unpickle
-    assert state["format"] == "latkit-predictor" and state["version"] == 3
+    assert state["format"] == "latkit-predictor" and state["version"] == 4
     assert b"\x80" not in path.read_bytes()  # no pickle protocol header anywhere
     loaded = LatencyPredictor.load(path)
     for probe in (ops, space_ops, wider):
@@ -291,7 +338,7 @@ def test_damaged_or_foreign_files_are_one_line_errors(tmp_path, phone_predictor)
     bad.write_text(json.dumps(state))
     with pytest.raises(LatkitError, match="format version 99"):
         LatencyPredictor.load(bad)
-    state["version"] = 3
+    state["version"] = 4
     state["model"]["family"] = "pickled"
     bad.write_text(json.dumps(state))
     with pytest.raises(LatkitError, match="'pickled'"):

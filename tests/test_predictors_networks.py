@@ -168,3 +168,13 @@ def test_few_shot_from_ten_networks_with_another_device_as_prior(other_device, p
 def test_train_n_needs_networks_on_both_sides(networks):
     with pytest.raises(LatkitError, match="--train 80: needs at least 2 networks to fit and 1"):
         fit_networks(networks[:80], n_train=80)
+
+
+def test_ops_beyond_the_fitted_networks_are_extrapolated(networks):
+    """F from networks alone has no interval for a network whose ops none of them held."""
+    predictor, _ = fit_networks(networks[:40], test_fraction=0.0, seed=0)
+    predictor.calibrate_networks([0.01] * 20)
+    assert np.isfinite(predictor.network_answer(networks[50][0]).high_ms)
+    [(_, tiny)] = load_space("proxyless-tiny").sample_networks(1, seed=0)
+    answer = predictor.network_answer(tiny.ops)
+    assert answer.high_ms == np.inf and "outside the fitted range" in answer.interval_source

@@ -36,6 +36,7 @@ CSV_COLUMNS = [
     "act",
     "skip",
     "batch",
+    "se_style",
     "median_ms",
     "mean_ms",
     "std_ms",

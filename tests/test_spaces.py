@@ -304,3 +304,22 @@ def test_the_search_builds_and_prices_a_supernet_of_a_new_space():
     predictor = LatencyPredictor(family="additive").fit(ops, [1e-6 * op.macs + 0.01 for op in ops])
     table = LatencyTable.from_predictor(predictor, space)
     assert table.fastest()[1] < table.slowest()[1]
+
+
+def test_a_space_of_efficientnet_blocks_round_trips_through_its_files():
+    """Swish everywhere and EfficientNet's SE in the stages that have one: the space file, the
+    ops, and the networks' configs all keep both."""
+    data = load_space("proxyless-tiny").to_dict() | {"act": "swish"}
+    data["stages"] = [stage | {"se": True, "se_style": "effnet"} for stage in data["stages"]]
+    space = SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(data)))
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    blocks = [op for layer in space.layers() for op in layer.candidates if op.type == "mbconv"]
+    assert blocks and all(op.act == "swish" and op.se_style == "effnet" for op in blocks)
+    assert space.layers()[0].names[0] == "3x3_MBConv3_SE_SWISH"
+    for arch, net in space.sample_networks(2, seed=0):
+        config = json.loads(json.dumps(net.to_config()))
+        assert Network.from_config(config).ops == net.ops
+        assert space.arch_of(Network.from_config(config)) == arch
+    data["stages"][0] = data["stages"][0] | {"se": False}
+    with pytest.raises(LatkitError, match="se_style 'effnet' needs a block type with se=True"):
+        SearchSpace.from_dict(data)

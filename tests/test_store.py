@@ -12,6 +12,7 @@ from readonly_support import read_only
 
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
+from latkit.predictors.fit import ops_of
 from latkit.records import LOAD_FIELDS, Environment, Stats
 from latkit.store import SCHEMA_VERSION, TABLES, MeasurementStore, is_url, redact
 
@@ -214,22 +215,28 @@ def test_version_1_store_is_upgraded_in_place(tmp_path):
     assert not frame.loc["phone", "exact"] and frame.loc["cpu", "exact"]  # derived vs raw
     assert (frame["block"] == 1).all() and frame["attempts"].isna().all()
     assert frame["unstable"].isna().all()  # not known for old rows, and not claimed
+    assert (frame["se_style"] == "mbv3").all()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
-def _version_2_store(location: str) -> None:
-    """A store as latkit wrote it before the machine's load was stored (schema version 2),
-    holding one op row, created with the back end's own client."""
+#: the columns each older schema version lacks
+MISSING = {2: (*LOAD_FIELDS, "se_style"), 3: ("se_style",)}
+
+
+def _old_store(location: str, version: int = 2, row: str = "") -> None:
+    """A store as latkit wrote it at schema `version` (2: before the machine's load was stored,
+    3: before the SE style), holding one op row, created with the back end's own client."""
     statements = [
         "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-        "INSERT INTO schema_version VALUES (2)",
+        f"INSERT INTO schema_version VALUES ({version})",
     ]
     for table, (columns, key) in TABLES.items():
-        body = ", ".join(f"{name} {kind}" for name, kind in columns if name not in LOAD_FIELDS)
+        body = ", ".join(f"{n} {kind}" for n, kind in columns if n not in MISSING[version])
         statements.append(f"CREATE TABLE {table} ({body}, PRIMARY KEY ({', '.join(key)}))")
     statements.append(
-        "INSERT INTO measurements (device, key, env_id, median_ms, cv, runs, exact, unstable, "
+        row
+        or "INSERT INTO measurements (device, key, env_id, median_ms, cv, runs, exact, unstable, "
         "measured_at) VALUES ('old', 'k1', 'e1', 1.5, 0.01, 50, 1, 0, 1.0)"
     )
     if is_url(location):
@@ -245,7 +252,7 @@ def _version_2_store(location: str) -> None:
 
 
 def test_version_2_store_gains_the_load_columns_after_the_old_ones(store_location):
-    _version_2_store(store_location)
+    _old_store(store_location, 2)
     with MeasurementStore(store_location) as store:
         old = store.dataframe("old").iloc[0]
         store.add("new", OP, stats(2.0, busy_cores=0.4, steal=0.0), ENV)
@@ -256,8 +263,32 @@ def test_version_2_store_gains_the_load_columns_after_the_old_ones(store_locatio
     assert math.isnan(old["busy_cores"]) and math.isnan(old["steal"])  # and their load unknown
     assert (new["busy_cores"], new["steal"]) == (0.4, 0.0)
     expected = [name for name, _ in TABLES["measurements"][0]]
-    assert columns == expected and columns[-3:] == list(LOAD_FIELDS)
-    assert [tuple(r) for r in version] == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 3
+    assert columns == expected and columns[-4:-1] == list(LOAD_FIELDS)
+    assert [tuple(r) for r in version] == [(SCHEMA_VERSION,)]
+
+
+def test_version_3_store_gains_the_se_style_and_old_rows_read_back_as_mbv3(store_location):
+    old_op = OP.replace(kernel=3, se=True, act="hswish")
+    fields = {**old_op.to_dict(), "se": 1, "skip": 1}
+    del fields["se_style"]
+    values = ", ".join(repr(v) for v in fields.values())
+    _old_store(
+        store_location,
+        3,
+        f"INSERT INTO measurements (device, key, env_id, {', '.join(fields)}, median_ms, "
+        f"measured_at) VALUES ('dev', '{old_op.key}', 'e1', {values}, 1.5, 1.0)",
+    )
+    effnet = OP.replace(se=True, act="swish", se_style="effnet")
+    with MeasurementStore(store_location) as store:
+        store.add("dev", effnet, stats(2.0), ENV)
+        frame = store.dataframe("dev")
+        columns, _ = store._query("SELECT * FROM measurements LIMIT 0")
+        version = store._query("SELECT version FROM schema_version")[1]
+    assert sorted(ops_of(frame), key=str) == sorted([old_op, effnet], key=str)
+    assert sorted(frame["se_style"]) == ["effnet", "mbv3"]
+    assert columns == [name for name, _ in TABLES["measurements"][0]]
+    assert columns[-1] == "se_style"
+    assert [tuple(r) for r in version] == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
 
 
 def test_read_only_sqlite_store_reads_and_refuses_writes_in_one_line(tmp_path):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from latkit.errors import LatkitError
 from latkit.modules import build_network, example_input
-from latkit.ops import OpSpec
+from latkit.ops import ACTS, SE_STYLES, OpSpec
 from latkit.profilers.litert import run_tflite
 from latkit.profilers.tflite_writer import UnsupportedOp, export_tflite
 from latkit.spaces import Network, load_space
@@ -54,6 +54,7 @@ def mbconv_specs(draw) -> OpSpec:
     stride = draw(st.sampled_from([1, 2]))
     cout = draw(st.sampled_from([cin, groups * draw(st.integers(1, 6))]))
     skip = stride == 1 and cin == cout and draw(st.booleans())
+    se = draw(st.booleans())
     return OpSpec(
         draw(st.sampled_from(["mbconv", "irf"])),
         draw(st.integers(1, 13)),
@@ -63,10 +64,11 @@ def mbconv_specs(draw) -> OpSpec:
         kernel=draw(st.sampled_from([3, 5, 7])),
         expand=expand,
         groups=groups,
-        se=draw(st.booleans()),
-        act=draw(st.sampled_from(["relu6", "hswish", "relu"])),
+        se=se,
+        act=draw(st.sampled_from(ACTS)),
         skip=skip,
         batch=draw(st.sampled_from([1, 1, 2])),
+        se_style=draw(st.sampled_from(SE_STYLES)) if se else "mbv3",
     )
 
 
@@ -84,7 +86,7 @@ def other_specs(draw) -> OpSpec:
             cout,
             stride=draw(st.sampled_from([1, 2])),
             kernel=draw(st.sampled_from([1, 3, 5])),
-            act=draw(st.sampled_from(["relu6", "hswish", "relu"])),
+            act=draw(st.sampled_from(ACTS)),
             batch=batch,
         )
     if kind == "zero":
@@ -133,11 +135,14 @@ def test_published_proxyless_mobile_network_equals_torch(published) -> None:
     "resolver", [OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.BUILTIN_REF]
 )
 def test_plain_kernels_agree_too(resolver) -> None:
-    """Phones may run without XNNPACK: grouped convs, SE, hswish and PAD must hold there too."""
+    """Phones may run without XNNPACK: grouped convs, both SEs, hswish, swish and PAD must hold
+    there too."""
     ops = [
         OpSpec("conv", 9, 3, 8, stride=2, kernel=3, act="hswish"),
         OpSpec("mbconv", 5, 8, 8, kernel=5, expand=3, groups=2, se=True, act="hswish", skip=True),
         OpSpec("mbconv", 5, 8, 16, stride=2, kernel=7, expand=6, groups=4),
+        OpSpec("mbconv", 3, 16, 16, expand=4, se=True, act="swish", se_style="effnet", skip=True),
+        OpSpec("conv", 3, 16, 16, act="swish"),
         OpSpec("linear", 3, 16, 10),
     ]
     assert relative_error(ops, resolver=resolver) <= RTOL
@@ -203,3 +208,25 @@ def test_unsupported_ops_raise_instead_of_writing() -> None:
         export_tflite([])
     with pytest.raises(UnsupportedOp, match="feature map"):
         export_tflite([OpSpec("linear", 1, 8, 8), OpSpec("conv", 1, 8, 8, kernel=1)])
+
+
+def test_swish_is_logistic_then_mul_and_the_effnet_gate_a_logistic() -> None:
+    """EfficientNet-B0's block: swish after the expansion, the depthwise conv and the SE's
+    reduction; the SE gates with a sigmoid (no hard-sigmoid arithmetic)."""
+    spec = OpSpec(
+        "mbconv", 7, 16, 16, kernel=5, expand=6, se=True, act="swish", se_style="effnet", skip=True
+    )
+    model = export_tflite([spec])
+    assert op_names(model) == [
+        *("CONV_2D", "LOGISTIC", "MUL"),  # expand + swish
+        *("DEPTHWISE_CONV_2D", "LOGISTIC", "MUL"),  # depthwise + swish
+        "MEAN",
+        *("CONV_2D", "LOGISTIC", "MUL"),  # SE reduce (to cin / 4 = 4) + swish
+        *("CONV_2D", "LOGISTIC"),  # SE expand + sigmoid gate
+        "MUL",  # scale
+        *("CONV_2D", "ADD"),  # project + skip
+    ]
+    assert relative_error([spec]) <= RTOL
+    relu = spec.replace(act="relu")  # MnasNet-A1: ReLU fused, a sigmoid gate still
+    assert op_names(export_tflite([relu])).count("LOGISTIC") == 1
+    assert relative_error([relu]) <= RTOL

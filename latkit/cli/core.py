@@ -25,9 +25,11 @@ from latkit.cli.app import (
     resolve_device,
     writable_file,
 )
+from latkit.cli.graphs import AllowUnmapped, InputShape, read_onnx
 from latkit.cli.output import console, indented, labelled, print_fields, reporting, wrap
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
+from latkit.workflows.defaults import MAX_NETWORKS
 
 #: more ops than any space holds: a larger --limit is a typo
 MAX_OPS = 100_000
@@ -82,14 +84,46 @@ WithOps = Annotated[
     ),
 ]
 FiguresJson = Annotated[Path | None, json_option("the figures")]
+TimedOnnx = Annotated[
+    list[Path],
+    typer.Option(
+        "--onnx",
+        help="An ONNX network, timed as latkit rebuilds its mapped op specs: what F "
+        "predicts; repeatable.",
+    ),
+]
+ProfileOnnx = Annotated[
+    list[Path],
+    typer.Option(
+        "--onnx",
+        help="Measure the distinct ops of this ONNX network (mapped to op specs as `latkit "
+        "predict --onnx` maps it) instead of a space's; repeatable.",
+    ),
+]
+FewShot = Annotated[
+    int | None,
+    typer.Option(
+        "--networks",
+        min=1,
+        max=MAX_NETWORKS,
+        help="Time N whole networks instead of every op, for a new device in minutes: those "
+        "most informative given the other devices of the space in --db. Then `latkit fit "
+        "--device NAME --transfer`.",
+    ),
+]
 
 
 @app.command()
 def profile(
+    ctx: typer.Context,
     device: Devices,
     space: Space = "proxyless-mobile",
     db: Db = DEFAULT_DB,
     limit: Limit = None,
+    networks: FewShot = None,
+    onnx: ProfileOnnx = [],  # noqa: B006 (typer passes a fresh list; none is kept)
+    input_shape: InputShape = None,
+    allow_unmapped: AllowUnmapped = False,
     fresh: Fresh = False,
     only_unstable: OnlyUnstable = False,
     resume: Resume = True,
@@ -107,12 +141,27 @@ def profile(
 
     Rows timed while other processes left no core free are flagged unstable, like rows whose
     rounds disagreed; --only-unstable re-measures just those, e.g. once the machine is quiet.
+
+    With --networks N it times N whole networks of the space instead (few-shot: a new device
+    from the devices the store already knows); a rerun times only those not stored yet.
+
+    With --onnx it measures the distinct ops of those networks instead of a space's, so that F
+    answers for them from measurements (`latkit fit`, then `latkit predict --onnx`).
     """
     from latkit.spaces import load_space
     from latkit.workflows.fleet import DeviceOutcome, check_fleet, profile_fleet
     from latkit.workflows.profile import profile_space
 
+    if onnx:
+        _check_onnx_profile(ctx, device, limit, networks, fresh or not resume)
+        mapped = read_onnx(onnx, input_shape, allow_unmapped)
+        _profile_onnx(device[0], mapped, db, only_unstable, keep, json_out)
+        return
     chosen = load_space(space)
+    if networks is not None:
+        _check_few_shot(device, limit, only_unstable)
+        _profile_networks(device[0], chosen, db, networks, fresh or not resume, keep, json_out)
+        return
     with open_store(db) as store:
         configs = [require_config(resolve_device(d, store), "profile") for d in device]
         settings = dict(
@@ -156,6 +205,107 @@ def profile(
             f"({', '.join(o.device for o in failed)}); their finished ops are stored: run the "
             "same command again to measure only what is missing"
         )
+
+
+def _check_onnx_profile(
+    ctx: typer.Context, devices: list[str], limit: int | None, networks: int | None, fresh: bool
+) -> None:
+    """Refuse what does not go with `profile --onnx`, before anything is read or timed."""
+    space_source = ctx.get_parameter_source("space")  # click's ParameterSource (typer's copy)
+    clash = {
+        "--space": space_source is not None and space_source.name != "DEFAULT",
+        "--limit": limit is not None,
+        "--networks": networks is not None,
+        "--fresh or --no-resume (they delete every stored row of the device)": fresh,
+    }
+    given = [option for option, present in clash.items() if present]
+    if given:
+        raise LatkitError(f"--onnx measures the ops of its networks; it takes no {given[0]}")
+    if len(devices) > 1:
+        raise LatkitError("--onnx profiles one device at a time: give one --device")
+
+
+def _profile_onnx(
+    device: str, mapped, db: str, only_unstable: bool, keep: bool, json_out: Path | None
+) -> None:
+    """`profile --onnx`: the distinct ops of the mapped networks, measured like a space's."""
+    from latkit.workflows.fleet import DeviceOutcome
+    from latkit.workflows.profile import profile_network_ops
+
+    ops = [op for network in mapped for op in network.ops]
+    with open_store(db) as store:
+        config = require_config(resolve_device(device, store), "profile")
+        with reporting() as reporter:
+            summary = profile_network_ops(
+                config,
+                ops,
+                store,
+                only_unstable=only_unstable,
+                keep_files=keep,
+                raw_dir=raw_dir(store),
+                reporter=reporter,
+            )
+    console.print(_profile_table([DeviceOutcome(summary.device, summary=summary)]))
+    _print_unstable(summary)
+    _print_health(summary, "the same command with --only-unstable", fleet=False)
+    if json_out:
+        write_json(json_out, summary.to_json())
+
+
+def _check_few_shot(devices: list[str], limit: int | None, only_unstable: bool) -> None:
+    """Refuse what does not go with `profile --networks`, before anything runs."""
+    if len(devices) > 1:
+        raise LatkitError("--networks times one device's networks: give one --device")
+    if limit is not None:
+        raise LatkitError("--limit counts ops; --networks times whole networks instead: choose one")
+    if only_unstable:
+        raise LatkitError(
+            "--only-unstable re-measures op rows; --networks times whole networks: choose one"
+        )
+
+
+def _profile_networks(
+    device: str, space, db: str, n: int, fresh: bool, keep: bool, json_out: Path | None
+) -> None:
+    """`profile --networks N` (`profile_networks`): the timings, then the fit that uses them."""
+    from latkit.store import redact
+    from latkit.workflows.transfer import profile_networks
+
+    with open_store(db) as store:
+        config = require_config(resolve_device(device, store), "profile")
+        with reporting() as reporter:
+            result = profile_networks(
+                config,
+                space,
+                store,
+                n,
+                fresh=fresh,
+                keep_files=keep,
+                raw_dir=raw_dir(store),
+                reporter=reporter,
+            )
+    console.print(_few_shot_table(result))
+    drawn = ", ".join(result.sources) or f"none (no other device of {space.name} in {redact(db)})"
+    print_fields(["networks picked with the F of:", drawn], sep=" ")
+    command = ["latkit", "fit", "--device", config.name, "--transfer"]
+    command += [] if db == DEFAULT_DB else ["--db", redact(db)]
+    console.print(f"next: {shlex.join(command)}", soft_wrap=True)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
+def _few_shot_table(result) -> Table:
+    """One row per network: its median, the CV across rounds, and whether it was timed now."""
+    label = f" ({result.label})" if result.label else ""
+    table = Table(
+        title=f"{len(result.networks)} networks of {result.space} on {result.device}{label}"
+    )
+    for col in ("network", "ms", "CV", "timed"):
+        table.add_column(col, justify="left" if col == "network" else "right")
+    for timed in result.networks:
+        when = "now" if timed.timed_now else "stored"
+        table.add_row(timed.network, f"{timed.median_ms:.4f}", f"{timed.cv:.2%}", when)
+    return table
 
 
 def _print_unstable(summary) -> None:
@@ -308,7 +458,10 @@ def spaces() -> None:
 @app.command("time-network")
 def time_network(
     device: TimedDevice,
-    arch: Archs,
+    arch: Archs = [],  # noqa: B006 (typer passes a fresh list; none is kept)
+    onnx: TimedOnnx = [],  # noqa: B006
+    input_shape: InputShape = None,
+    allow_unmapped: AllowUnmapped = False,
     db: Db = DEFAULT_DB,
     ops: WithOps = True,
     json_out: FiguresJson = None,
@@ -317,14 +470,24 @@ def time_network(
 
     The gap between the two is what a per-op latency table cannot see (fusion, caches, launch
     overhead); `latkit fit --networks` learns it.
+
+    An --onnx network is timed as latkit rebuilds its mapped op specs (seeded weights, the
+    device's runtime and batch size), which is exactly what F predicts, on every kind of
+    device, and is stored like every network timing (`latkit predict --onnx` shows it beside
+    F). Since mapping is exact or refused, the rebuild is the file's graph but for its weights'
+    values; with --allow-unmapped it lacks the unmapped nodes, as F's answer does.
     """
     from latkit.profilers import ProfilerOptions, get_profiler
     from latkit.spaces import Network
     from latkit.workflows.networks import time_networks
 
+    mapped = read_onnx(onnx, input_shape, allow_unmapped)
+    if not arch and not mapped:
+        raise LatkitError("nothing to time: give --arch NET.config and/or --onnx MODEL.onnx")
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "time-network")
         nets = [Network.load(path, batch=config.batch_size) for path in arch]
+        nets += [Network(network.ops, network.name) for network in mapped]
         with reporting() as reporter:
             profiler = get_profiler(config, ProfilerOptions(reporter=reporter))
             try:

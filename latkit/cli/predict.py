@@ -29,6 +29,7 @@ from latkit.cli.app import (
     writable_dir,
     writable_file,
 )
+from latkit.cli.graphs import AllowUnmapped, InputShape, OnnxFiles, warn_unmapped
 from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
 from latkit.errors import LatkitError
 from latkit.files import write_json
@@ -36,6 +37,7 @@ from latkit.workflows.defaults import MAX_SEED
 
 if TYPE_CHECKING:
     from latkit.predictors import LatencyPredictor
+    from latkit.workflows.transfer import TransferFit
 
 DATA_HELP = "Folder for predictors and reports (the predictor goes to `DATA_DIR/<device>/`)."
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -99,6 +101,24 @@ Calibrate = Annotated[
         "correct it with the networks, instead of fitting from the networks alone.",
     ),
 ]
+Transfer = Annotated[
+    bool,
+    typer.Option(
+        "--transfer",
+        help="Few-shot: fit from the device's own few whole-network timings in --db (`latkit "
+        "profile --networks N`, `latkit import-networks`) and every other device of their "
+        "space there, profiled or imported; prints each device's share and the leave-one-out "
+        "accuracy.",
+    ),
+]
+TransferSpace = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        help="With --transfer: the space of the device's networks (name or YAML); by default "
+        "the built-in space holding all their ops.",
+    ),
+]
 FitJson = Annotated[Path | None, json_option("the held-out metrics (with interval coverage)")]
 PredictArchs = Annotated[
     list[Path],
@@ -158,6 +178,13 @@ LutFormat = Annotated[
 ]
 LutOut = Annotated[Path, typer.Option("--out", help="YAML file to write.", callback=writable_file)]
 CsvFile = Annotated[Path, typer.Argument(help="CSV: op spec columns plus latency_ms or median_ms.")]
+NetsFile = Annotated[
+    Path,
+    typer.Argument(
+        help='JSONL: one {"ops": [...], "latency_ms": x} per line, as `latkit fit --networks` '
+        "reads it."
+    ),
+]
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
@@ -211,6 +238,8 @@ def fit(
     train: Train = None,
     prior: Prior = None,
     calibrate: Calibrate = False,
+    transfer: Transfer = False,
+    space: TransferSpace = None,
     data_dir: WritableDataDir = Path("data"),
     json_out: FitJson = None,
 ) -> None:
@@ -227,12 +256,19 @@ def fit(
     per-op cost model, so F generalises to op combinations never timed together; with --prior
     or --calibrate, around an existing predictor.
 
+    By transfer (--transfer), for a device timed on a few whole networks only: F is a mix of
+    the other devices' F, fitted on those networks; the accuracy and the interval come from
+    networks left out of the fit one at a time.
+
     Every answer of F comes with a 90% interval (conformal on residuals used neither to fit nor
     to choose the model); the printed coverage is how often it held on the held-out rows or
     networks.
     """
     from latkit.predictors import predictor_path
 
+    if _check_transfer(transfer, space, networks, calibrate, prior, train):
+        _fit_transfer(device, db, space, seed, data_dir, json_out)
+        return
     if networks is None and (calibrate or train is not None or prior is not None):
         raise LatkitError("--calibrate, --train and --prior need --networks NETS.jsonl")
     if calibrate and prior is not None:
@@ -299,6 +335,79 @@ def _print_fit(result: _Fitted, name: str, data_dir: Path, json_out: Path | None
                 "networks": groups,
             },
         )
+
+
+def _check_transfer(
+    transfer: bool,
+    space: str | None,
+    networks: Path | None,
+    calibrate: bool,
+    prior: str | None,
+    train: int | None,
+) -> bool:
+    """Whether `fit` runs a transfer fit; an error for an option that does not go with it."""
+    if not transfer:
+        if space is not None:
+            raise LatkitError("--space names the space of a --transfer fit: add --transfer")
+        return False
+    given = {"--networks": networks, "--calibrate": calibrate or None}
+    given.update({"--prior": prior, "--train": train})
+    clash = [option for option, value in given.items() if value is not None]
+    if clash:
+        raise LatkitError(
+            f"--transfer fits from the networks stored in --db and the other devices there; "
+            f"it takes no {', '.join(clash)}"
+        )
+    return True
+
+
+def _fit_transfer(
+    device: str, db: str, space: str | None, seed: int, data_dir: Path, json_out: Path | None
+) -> None:
+    """`fit --transfer`: F from the device's few stored networks and the other devices of their
+    space (`fit_device_transfer`), printed and saved."""
+    from latkit.spaces import load_space
+    from latkit.workflows.transfer import fit_device_transfer
+
+    chosen = load_space(space) if space is not None else None
+    with open_store(db) as store:
+        name = device_name(resolve_device(device, store))
+        result = fit_device_transfer(store, name, space=chosen, data_dir=data_dir, seed=seed)
+    _print_transfer(result)
+    if json_out:
+        write_json(json_out, result.to_json())
+
+
+def _print_transfer(result: TransferFit) -> None:
+    """Where F went, the devices it draws on with their shares, the leave-one-out figures, the
+    notes on what so few networks cannot support, and the model chosen."""
+    report = result.report
+    print_fields(
+        [
+            f"fitted {result.predictor.device}:",
+            f"transfer from {len(result.sources)} device(s)",
+            f"on {report.n_networks} networks of {result.space},",
+            f"-> {shown(result.path)}",
+        ],
+        sep=" ",
+    )
+    table = Table(title="devices drawn on (share: of what they add to a network)")
+    for col in ("device", "its F fitted on", "batch", "share"):
+        table.add_column(col, justify="left" if col == "device" else "right")
+    for source in result.sources:
+        share = report.shares.get(source.name)
+        cell = "-" if share is None else f"{share:.1%}"
+        table.add_row(source.name, result.describe(source), str(source.batch), cell)
+    console.print(table)
+    title = f"each of {report.n_networks} networks left out of the fit"
+    console.print(_metrics_table(title, {"networks": report.held_out}))
+    for note in report.notes:
+        console.print(labelled("note: ", "yellow", note), soft_wrap=True)
+    console.print(f"model: {report.model}", soft_wrap=True)
+    fitted = {name: ms for name, ms in report.own_ms.items() if ms}
+    if fitted:
+        terms = ", ".join(f"{name} {ms:.4g} ms" for name, ms in fitted.items())
+        console.print(f"the device's own terms: {terms}", soft_wrap=True)
 
 
 def _network_target(device: str, store) -> tuple[object, bool]:
@@ -398,6 +507,9 @@ def predict(
     device: StoredDevice,
     arch: PredictArchs = [],  # noqa: B006 (typer passes a fresh list; none is kept)
     networks: PredictNetworks = None,
+    onnx: OnnxFiles = [],  # noqa: B006 (typer passes a fresh list; none is kept)
+    input_shape: InputShape = None,
+    allow_unmapped: AllowUnmapped = False,
     ops: ShowOps = False,
     space: SubnetSpace = "ofa-mbv3",
     resolution: Resolution = None,
@@ -411,12 +523,30 @@ def predict(
     store already holds a timing of (same ops, same environment) shows it beside F's answer.
     The interval is calibrated on held-out whole networks where the predictor had them, else it
     adds up the ops' intervals (wide: it cannot see what only whole networks show).
+
+    An --onnx network is mapped to op specs node by node (MBConv blocks with or without SE,
+    convs, pooling, the classifier), exactly or not at all: a network with nodes no op spec
+    describes is an error that lists them, unless --allow-unmapped, which answers for the
+    mapped part and lists the rest (also in --json).
     """
+    from latkit.graphs import parse_input_shape
     from latkit.workflows.predict import predict as predict_networks
 
     answers = predict_networks(
-        device, arch, networks, db=db, data_dir=data_dir, space=space, input_hw=resolution
+        device,
+        arch,
+        networks,
+        db=db,
+        data_dir=data_dir,
+        space=space,
+        input_hw=resolution,
+        onnx=onnx,
+        input_shape=parse_input_shape(input_shape) if input_shape is not None else None,
+        allow_unmapped=allow_unmapped,
     )
+    for a in answers:
+        if a.mapping is not None:
+            warn_unmapped(a.mapping)
     table = Table(title=f"F of {device}: {len(answers)} network(s)")
     for col in ("network", "predicted ms", "90% interval ms", "interval from", "measured ms"):
         table.add_column(col, justify="right")
@@ -557,3 +687,25 @@ def import_measurements_command(file: CsvFile, device: ImportDevice, db: Db = DE
         count = import_measurements(store, file, target)
         name = device_name(target)
     console.print(f"imported {count} rows from {file} as device {name!r}")
+
+
+@app.command("import-networks")
+def import_networks_command(file: NetsFile, device: ImportDevice, db: Db = DEFAULT_DB) -> None:
+    """Import whole-network timings measured elsewhere (a colleague's JSONL, a paper's data).
+
+    Each line becomes one stored network timing of the device, with origin `imported`; a
+    network imported again is updated, not stored twice. Ops are op spec dicts or table keys,
+    at the device's batch size. A bad line stops the import with its line number, before
+    anything is stored. From 3 networks of a space, the device counts for `latkit fit
+    --transfer` like a profiled one; with 3 or more it can itself be fitted with --transfer.
+    """
+    from latkit.workflows.transfer import import_networks
+
+    with open_store(db) as store:
+        target = _import_target(device, store)
+        new, updated = import_networks(store, file, target)
+        name = device_name(target)
+    console.print(
+        f"imported {new + updated} networks from {file} as device {name!r}: "
+        f"{new} new, {updated} updated"
+    )

@@ -180,6 +180,7 @@ class SearchSpace:
                         act=stage.act,
                         skip=keeps,
                         batch=batch,
+                        se_style=stage.se_style,
                     )
                 )
         if optional and identity is not None and identity not in ops:

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from latkit.spaces.base import SearchSpace
 
 #: activation names as files spell them (ProxylessNAS / once-for-all configs, space YAML)
-ACT_NAMES = {"relu6": "relu6", "relu": "relu", "h_swish": "hswish", "hswish": "hswish"}
+ACT_NAMES = {
+    "relu6": "relu6",
+    "relu": "relu",
+    "h_swish": "hswish",
+    "hswish": "hswish",
+    "swish": "swish",
+}
 #: the candidate entries that are not blocks: `zero` is the identity where the layer keeps its
 #: shape (and absent elsewhere); `skip` is that identity or, where the shape changes, a 1x1 conv
 IDENTITIES = ("zero", "skip")
@@ -26,7 +32,8 @@ IDENTITIES = ("zero", "skip")
 @dataclass(frozen=True)
 class Stage:
     """`blocks` layers of `width` channels; the first has `stride`. Layers past `min_blocks` may
-    be the identity (elastic depth); `act` and `se` apply to every block of the stage."""
+    be the identity (elastic depth); `act`, `se` and `se_style` apply to every block of the
+    stage."""
 
     width: int
     blocks: int
@@ -34,6 +41,7 @@ class Stage:
     act: str = "relu6"
     se: bool = False
     min_blocks: int | None = None
+    se_style: str = "mbv3"
 
     @property
     def elastic(self) -> bool:
@@ -105,6 +113,7 @@ def _stage(s: dict[str, Any], act: str) -> Stage:
         act=space_act(s.get("act", act)),
         se=bool(s.get("se", False)),
         min_blocks=None if s.get("min_blocks") is None else int(s["min_blocks"]),
+        se_style=str(s.get("se_style", "mbv3")),
     )
 
 
@@ -147,6 +156,8 @@ def _stage_dict(s: Stage, act: str) -> dict[str, Any]:
         stage["act"] = s.act
     if s.se:
         stage["se"] = True
+    if s.se_style != "mbv3":
+        stage["se_style"] = s.se_style
     if s.min_blocks is not None:
         stage["min_blocks"] = s.min_blocks
     return stage

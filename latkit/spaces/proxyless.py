@@ -2,8 +2,9 @@
 
 once-for-all's MobileNetV3 config is the same layout grown by a final expand layer, a pool, SE
 and h-swish (the same authors' code), so it is read and written here too: `network_config`
-writes whichever of the two the ops make, `config_ops` reads either. FBNet's blocks (`irf`) and
-grouped 1x1 convs, which neither format has, are written as latkit's additions.
+writes whichever of the two the ops make, `config_ops` reads either. FBNet's blocks (`irf`),
+grouped 1x1 convs, swish (`act_func: swish`) and EfficientNet's SE (`se_style: effnet`), which
+neither format has, are written as latkit's additions.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from latkit.ops import BLOCK_TYPES, OpSpec
 from latkit.spaces.layout import ACT_NAMES, plain_number
 
 #: activation names as the configs write them
-CONFIG_ACTS = {"relu6": "relu6", "relu": "relu", "hswish": "h_swish"}
+CONFIG_ACTS = {"relu6": "relu6", "relu": "relu", "hswish": "h_swish", "swish": "swish"}
 
 
 def block_name(op: OpSpec) -> str:
     """ProxylessNAS's name of a candidate: `3x3_MBConv6`, `zero`, `3x3_Conv` (grouped, SE and
-    h-swish blocks carry suffixes)."""
+    h-swish or swish blocks carry suffixes)."""
     if op.type == "zero":
         return "zero"
     if op.type == "conv":
@@ -29,7 +30,8 @@ def block_name(op: OpSpec) -> str:
     name = f"{op.kernel}x{op.kernel}_MBConv{op.expand:g}"
     if op.groups > 1:
         name += f"_G{op.groups}"
-    return name + ("_SE" if op.se else "") + ("_H_SWISH" if op.act == "hswish" else "")
+    act = {"hswish": "_H_SWISH", "swish": "_SWISH"}.get(op.act, "")
+    return name + ("_SE" if op.se else "") + act
 
 
 def network_config(ops: Sequence[OpSpec]) -> dict[str, Any]:
@@ -161,6 +163,8 @@ def _inverted_config(op: OpSpec, mobilenet_v3: bool) -> dict[str, Any]:
     else:
         conv |= {"act_func": CONFIG_ACTS[op.act]} if op.act != "relu6" else {}
         conv |= {"use_se": True} if op.se else {}
+    if op.se_style != "mbv3":
+        conv["se_style"] = op.se_style
     if op.groups != 1:
         conv["pw_groups"] = op.groups
     return conv
@@ -198,6 +202,7 @@ def _block_from_config(block: dict[str, Any], hw: int, channels: int, batch: int
         act=_act_name(conv.get("act_func", "relu6")),
         skip=skip,
         batch=batch,
+        se_style=str(conv.get("se_style", "mbv3")),
     )
 
 

@@ -1,10 +1,11 @@
 """How fast is this network on that device? F's answer for networks read from files.
 
 `predict` reads ProxylessNAS `net.config`s, once-for-all MobileNetV3 configs and subnet choices
-(`--arch`), and the JSONL of `latkit fit --networks`, and answers for each network with the
-device's predictor: the latency, its interval, each op's share (a measured table entry or the
-model's answer), and the whole-network timing the store already holds for it, if any. Nothing is
-timed: this is the question a search asks millions of times, asked once from the command line.
+(`--arch`), ONNX files (`--onnx`, mapped to op specs by `latkit.graphs`) and the JSONL of
+`latkit fit --networks`, and answers for each network with the device's predictor: the latency,
+its interval, each op's share (a measured table entry or the model's answer), and the
+whole-network timing the store already holds for it, if any. Nothing is timed: this is the
+question a search asks millions of times, asked once from the command line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from latkit.devices import DeviceConfig, load_device
 from latkit.errors import LatkitError
+from latkit.graphs import MappedNetwork, read_onnx_files
 from latkit.ops import OpSpec
 from latkit.predictors.fit import DATA_DIR, load_predictor
 from latkit.predictors.networks import read_network_lines
@@ -53,6 +55,18 @@ class Prediction:
     interval_source: str
     measured_ms: float | None
     ops: tuple[OpShare, ...]
+    #: for a network read from ONNX: how its nodes mapped (F answers for the mapped ones only)
+    mapping: MappedNetwork | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        """F's network latency (the same as `predicted_ms`)."""
+        return self.predicted_ms
+
+    @property
+    def unmapped(self) -> tuple[str, ...]:
+        """The nodes of an ONNX network that no op spec describes, as "NAME (OP): why"."""
+        return self.mapping.unmapped if self.mapping else ()
 
     def to_json(self, with_ops: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -67,6 +81,9 @@ class Prediction:
             },
             "measured_ms": self.measured_ms,
         }
+        if self.mapping is not None:
+            mapping = self.mapping.to_json()
+            out["nodes"] = {k: mapping[k] for k in ("nodes_total", "nodes_mapped", "unmapped")}
         if with_ops:
             out["ops"] = [op.to_json() for op in self.ops]
         return out
@@ -85,6 +102,7 @@ class Named:
     source: str
     ops: tuple[OpSpec, ...]
     given_ms: float | None = None
+    mapping: MappedNetwork | None = None
 
 
 def read_networks(
@@ -94,18 +112,28 @@ def read_networks(
     batch: int = 1,
     space: SearchSpace | str | None = None,
     input_hw: int | None = None,
+    onnx: Sequence[str | Path] = (),
+    input_shape: Sequence[int] | None = None,
+    allow_unmapped: bool = False,
 ) -> list[Named]:
-    """The networks of `archs` files, then of the `networks` JSONL, in input order."""
+    """The networks of `archs` files, of `onnx` files (at their own batch, or that of
+    `input_shape`; refused with their unmapped nodes unless `allow_unmapped`), then of the
+    `networks` JSONL, in input order."""
     out = [
         Named(net.name, str(path), tuple(net.ops))
         for path in archs
         for net in [load_arch(path, batch=batch, space=space, input_hw=input_hw)]
     ]
+    mapped = read_onnx_files(onnx, input_shape, allow_unmapped)
+    out += [Named(m.name, str(path), m.ops, mapping=m) for path, m in zip(onnx, mapped)]
     if networks is not None:
         for line in read_network_lines(networks, batch, need_latency=False):
             out.append(Named(line.name, str(networks), line.ops, line.latency_ms))
     if not out:
-        raise LatkitError("nothing to predict: give --arch NET.config and/or --networks NETS.jsonl")
+        raise LatkitError(
+            "nothing to predict: give --arch NET.config, --onnx MODEL.onnx and/or --networks "
+            "NETS.jsonl"
+        )
     return out
 
 
@@ -134,6 +162,7 @@ def answer(
         whole.interval_source,
         measured_ms if measured_ms is not None else network.given_ms,
         tuple(shares),
+        network.mapping,
     )
 
 
@@ -179,19 +208,35 @@ def predict(
     data_dir: Path = DATA_DIR,
     space: SearchSpace | str | None = None,
     input_hw: int | None = None,
+    onnx: Sequence[str | Path] = (),
+    input_shape: Sequence[int] | None = None,
+    allow_unmapped: bool = False,
 ) -> list[Prediction]:
-    """Predict every network of `archs` and `networks` on `device` (a device file, its config,
-    or a device name whose predictor is under `data_dir`), one `Prediction` each, in input
-    order. With `db` (an existing store), stored whole-network timings are looked up too."""
+    """Predict every network of `archs`, `onnx` and `networks` on `device` (a device file, its
+    config, or a device name whose predictor is under `data_dir`), one `Prediction` each, in
+    input order (see `read_networks`). With `db` (an existing store), stored whole-network
+    timings are looked up too."""
     store = MeasurementStore(db) if db is not None and Path(db).exists() else None
     try:
         name, batch = _device(device, store)
         # the inputs first, so a wrong file is named before a missing predictor is
-        nets = read_networks(archs, networks, batch=batch or 1, space=space, input_hw=input_hw)
+        nets = read_networks(
+            archs,
+            networks,
+            batch=batch or 1,
+            space=space,
+            input_hw=input_hw,
+            onnx=onnx,
+            input_shape=input_shape,
+            allow_unmapped=allow_unmapped,
+        )
         source = device.source if isinstance(device, DeviceConfig) else None
         predictor = load_predictor(name, Path(data_dir), device_file=source)
         if batch is None and int(predictor.meta.get("batch", 1)) != 1:
-            nets = [_at_batch(net, int(predictor.meta["batch"])) for net in nets]
+            # an ONNX network keeps the batch of its input shape
+            nets = [
+                net if net.mapping else _at_batch(net, int(predictor.meta["batch"])) for net in nets
+            ]
         env_id = predictor.meta.get("env_id")
         return [
             answer(

@@ -10,12 +10,13 @@ disagreed, or timed while the machine was busy) are measured again, and nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from latkit.devices import DeviceConfig
 from latkit.errors import LatkitError
+from latkit.ops import OpSpec
 from latkit.profilers import Profiler, ProfilerOptions, get_profiler
 from latkit.profilers.session import (
     CALIBRATION_NETWORKS,
@@ -48,10 +49,7 @@ def profile_space(
     The unit of work of a fleet too: `latkit.workflows.fleet` runs it once per device, each in
     its own process with its own connection to the store."""
     check_options(config, keep_files, fresh=fresh, only_unstable=only_unstable)
-    options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
-    if reporter is not None:
-        options = replace(options, reporter=reporter)
-    profiler = get_profiler(config, options)
+    profiler = open_profiler(config, keep_files, raw_dir, reporter)
     try:
         return profile_steps(
             profiler,
@@ -62,6 +60,40 @@ def profile_space(
             only_unstable=only_unstable,
             calibration=calibration,
         )
+    finally:
+        profiler.close()
+
+
+def open_profiler(
+    config: DeviceConfig, keep_files: bool, raw_dir: Path, reporter: Reporter | None
+) -> Profiler:
+    """The device's profiler, reporting to `reporter` (silent when None); the caller closes it."""
+    options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
+    if reporter is not None:
+        options = replace(options, reporter=reporter)
+    return get_profiler(config, options)
+
+
+def profile_network_ops(
+    config: DeviceConfig,
+    ops: Sequence[OpSpec],
+    store: MeasurementStore,
+    *,
+    only_unstable: bool = False,
+    keep_files: bool = False,
+    raw_dir: Path = Path("data/raw"),
+    reporter: Reporter | None = None,
+) -> ProfileSummary:
+    """Measure the distinct ops among `ops` (e.g. those of networks read from ONNX files) on
+    the device, resumable and stored like a space's. No calibration networks follow: those are
+    drawn from a space, and `latkit fit` learns the network terms from them."""
+    check_options(config, keep_files, only_unstable=only_unstable)
+    timed = [op for op in dict.fromkeys(ops) if op.type != "zero"]
+    if not timed:
+        raise LatkitError("no op to measure: the networks hold only zero ops")
+    profiler = open_profiler(config, keep_files, raw_dir, reporter)
+    try:
+        return profile_ops(profiler, timed, store, only_unstable=only_unstable)
     finally:
         profiler.close()
 

@@ -1,0 +1,407 @@
+"""A new device in minutes: few-shot F from what the store already knows.
+
+Profiling every op of a space on a new device takes from minutes to hours; timing a handful of
+whole networks takes seconds. `profile_networks` times the networks worth timing (chosen with
+the other devices' F, `pick_networks`), `fit_device_transfer` fits the new device's F from those
+timings and every other device of the space in the store (`fit_transfer`), and
+`import_networks` brings in devices known only by whole-network timings, which then count as
+sources like profiled ones. Every timing goes into the store with its own origin (`few-shot`,
+`imported`) and a rerun continues where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from latkit.devices import DeviceConfig
+from latkit.errors import LatkitError
+from latkit.ops import OpSpec, from_key
+from latkit.predictors.fit import (
+    DATA_DIR,
+    ENV_META,
+    HELD_OUT_ORIGINS,
+    latest_env_rows,
+    op_predictor,
+    predictor_path,
+)
+from latkit.predictors.lut import imported_environment, imported_stats
+from latkit.predictors.networks import fit_networks, read_network_lines
+from latkit.predictors.predictor import LatencyPredictor
+from latkit.predictors.transfer import (
+    MIN_TRANSFER_NETWORKS,
+    Source,
+    TransferReport,
+    fit_transfer,
+    pick_networks,
+)
+from latkit.profilers import Profiler, ProfilerOptions, get_profiler
+from latkit.profilers.session import time_network
+from latkit.reporting import Reporter
+from latkit.spaces import Network, SearchSpace, builtin_spaces
+from latkit.store import MeasurementStore
+from latkit.workflows.profile import check_options
+
+#: network timings that never feed a transfer fit: `validate` judges F on its own, and a
+#: search's are the networks it found (where F was already trusted), not a spread of the space
+NOT_FOR_TRANSFER: tuple[str, ...] = (*HELD_OUT_ORIGINS, "search")
+#: the origin of the networks `profile --networks` times
+FEW_SHOT = "few-shot"
+#: the origin of the networks `import-networks` stores
+IMPORTED = "imported"
+#: a device with whole-network timings only counts as a source from this many
+MIN_SOURCE_NETWORKS = 3
+#: a device with op rows counts as a source when they cover this share of the space's ops
+MIN_OP_COVERAGE = 0.5
+
+Sample = tuple[tuple[OpSpec, ...], float]
+
+
+# --- the devices the store already knows ---------------------------------------------------------
+
+
+def space_sources(
+    store: MeasurementStore,
+    space: SearchSpace,
+    target: str,
+    data_dir: Path = DATA_DIR,
+    seed: int = 0,
+) -> list[Source]:
+    """Every device of `store` but `target` that knows `space`, with its F: op rows covering at
+    least half the space's ops (profiled or imported: the op-table fit with network terms), or
+    else at least `MIN_SOURCE_NETWORKS` whole-network timings of it (a networks-only fit)."""
+    sources = []
+    for name in store.devices():
+        if name == target:
+            continue
+        source = _op_source(store, space, name, data_dir, seed)
+        source = source or _network_source(store, space, name, seed)
+        if source is not None:
+            sources.append(source)
+    return sources
+
+
+def _op_source(
+    store: MeasurementStore, space: SearchSpace, name: str, data_dir: Path, seed: int
+) -> Source | None:
+    """`name` as a source from its op rows (latest environment), or None when they cover less
+    than `MIN_OP_COVERAGE` of the space's ops at their batch size."""
+    frame = store.dataframe(name)
+    if frame.empty:
+        return None
+    rows = latest_env_rows(frame)
+    rows = rows[rows["type"] != "zero"]
+    batch = int(rows["batch"].iloc[-1])
+    wanted = {op.key for op in space.distinct_ops(batch=batch)}
+    if len(wanted & set(rows["key"])) < MIN_OP_COVERAGE * len(wanted):
+        return None
+    saved = _saved_predictor(store, name, rows, data_dir)
+    return Source(name, saved or op_predictor(store, name, rows, seed), batch)
+
+
+def _saved_predictor(
+    store: MeasurementStore, name: str, rows: pd.DataFrame, data_dir: Path
+) -> LatencyPredictor | None:
+    """The predictor `latkit fit` saved for `name`, if it was fitted on exactly these op rows
+    and the networks stored with them (same environment and count, fitted after the last of
+    them was timed); None when in doubt, so the caller refits."""
+    path = predictor_path(name, data_dir)
+    if not path.exists():
+        return None
+    try:
+        saved = LatencyPredictor.load(path)
+    except LatkitError:
+        return None
+    meta = saved.meta
+    env_id = str(rows["env_id"].iloc[-1])
+    fitted_on = (saved.device, meta.get("source"), meta.get("env_id"), meta.get("n_ops"))
+    if fitted_on != (name, "ops", env_id, len(rows)):
+        return None
+    return saved if _fitted_after(meta, store, name, rows, env_id) else None
+
+
+def _fitted_after(
+    meta: dict[str, Any], store: MeasurementStore, name: str, rows: pd.DataFrame, env_id: str
+) -> bool:
+    """Whether the fit recorded in `meta` is later than every op row and every network of the
+    environment that a fit reads (its time is kept to the second: a tie counts as not later)."""
+    try:
+        fitted = datetime.datetime.fromisoformat(str(meta["fitted_at"])).timestamp()
+    except (KeyError, ValueError):
+        return False
+    networks = store.networks(name)
+    if not networks.empty:
+        networks = networks[networks["env_id"] == env_id]
+        networks = networks[~networks["origin"].isin(list(HELD_OUT_ORIGINS))]
+    times = [*rows["measured_at"], *networks["measured_at"]]
+    return fitted > max(times)
+
+
+def _network_source(
+    store: MeasurementStore, space: SearchSpace, name: str, seed: int
+) -> Source | None:
+    """`name` as a source from its whole-network timings of the space, or None with too few."""
+    samples, _ = device_samples(store, name, space)
+    if len(samples) < MIN_SOURCE_NETWORKS:
+        return None
+    predictor, _ = fit_networks(samples, test_fraction=0, seed=seed, device=name)
+    return Source(name, predictor, samples[0][0][0].batch)
+
+
+def device_samples(
+    store: MeasurementStore, device: str, space: SearchSpace | None = None
+) -> tuple[list[Sample], dict[str, Any]]:
+    """(the device's whole-network timings a transfer may fit on, their environment's meta):
+    every origin but `NOT_FOR_TRANSFER`, only networks of `space` when given, of the latest
+    environment among them."""
+    frame = store.networks(device)
+    if frame.empty:
+        return [], {}
+    frame = frame[~frame["origin"].isin(list(NOT_FOR_TRANSFER))]
+    ops = [_ops(row.ops_json, int(row.batch)) for row in frame.itertuples()]
+    if space is not None:
+        keys = {op.key for op in space.distinct_ops()}
+        inside = [in_space(net, keys) for net in ops]
+        frame, ops = frame[inside], [net for net, keep in zip(ops, inside) if keep]
+    if frame.empty:
+        return [], {}
+    rows = latest_env_rows(frame)
+    latest = rows["env_id"].iloc[-1]
+    samples = [
+        (net, float(ms))
+        for net, ms, env in zip(ops, frame["median_ms"], frame["env_id"])
+        if env == latest
+    ]
+    meta = {k: _plain(rows[k].iloc[-1]) for k in ENV_META}
+    meta["batch"] = int(rows["batch"].iloc[-1])
+    return samples, meta
+
+
+def _ops(ops_json: str, batch: int) -> tuple[OpSpec, ...]:
+    return tuple(from_key(k, "proxylessnas", batch=batch) for k in json.loads(ops_json))
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def in_space(ops: Sequence[OpSpec], keys: set[str]) -> bool:
+    """Whether every op of a network is one of the space's (`keys`: its distinct ops' keys;
+    zero ops cost nothing and belong to any space that offers them)."""
+    return all(op.type == "zero" or op.key in keys for op in ops)
+
+
+def infer_space(samples: Sequence[Sample]) -> SearchSpace:
+    """The one built-in space whose ops hold every op of every network; an error when none or
+    several do (then `--space` says which)."""
+    matches = [
+        space
+        for space in builtin_spaces().values()
+        if all(in_space(ops, {op.key for op in space.distinct_ops()}) for ops, _ in samples)
+    ]
+    if len(matches) != 1:
+        found = ", ".join(s.name for s in matches) or "none"
+        raise LatkitError(
+            f"cannot tell which space these networks are of (built-in spaces holding all their "
+            f"ops: {found}); give it with --space"
+        )
+    return matches[0]
+
+
+# --- fit ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferFit:
+    """What `fit_device_transfer` did: the saved F, its report, the space and the sources."""
+
+    predictor: LatencyPredictor
+    report: TransferReport
+    space: str
+    sources: tuple[Source, ...]
+    path: Path
+
+    def describe(self, source: Source) -> str:
+        """What a source's F was fitted on, e.g. "40 op rows" or "12 networks"."""
+        meta = source.predictor.meta
+        if meta.get("source") == "ops":
+            return f"{meta.get('n_ops')} op rows"
+        return f"{meta.get('n_networks')} networks"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.predictor.device,
+            "space": self.space,
+            "path": str(self.path),
+            "sources": {
+                s.name: {"fitted_on": self.describe(s), "batch": s.batch} for s in self.sources
+            },
+            **self.report.to_json(),
+        }
+
+
+def fit_device_transfer(
+    store: MeasurementStore,
+    device: str,
+    *,
+    space: SearchSpace | None = None,
+    data_dir: Path = DATA_DIR,
+    seed: int = 0,
+) -> TransferFit:
+    """Fit and save `device`'s F from its few whole-network timings (`device_samples`) and the
+    other devices of the space (`space_sources`; the space is inferred from the networks unless
+    given). Too few networks, or no other device, is an error and nothing is written."""
+    samples, env = device_samples(store, device, space)
+    where = f" of {space.name}" if space is not None else ""
+    if len(samples) < MIN_TRANSFER_NETWORKS:
+        raise LatkitError(
+            f"{device!r} has {len(samples)} timed network(s){where} in {store.path}; transfer "
+            f"needs at least {MIN_TRANSFER_NETWORKS}: time them with `latkit profile --device "
+            "FILE --space SPACE --networks 10`, or import them with `latkit import-networks`"
+        )
+    space = space or infer_space(samples)
+    sources = space_sources(store, space, device, data_dir, seed)
+    predictor, report = fit_transfer(samples, sources, space=space, seed=seed, device=device)
+    predictor.stamp(**env, space=space.name)
+    path = predictor.save(predictor_path(device, data_dir))
+    return TransferFit(predictor, report, space.name, tuple(sources), path)
+
+
+# --- profile a few networks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkTimed:
+    """One few-shot network: its statistics, and whether it was timed now or already stored."""
+
+    network: str
+    median_ms: float
+    cv: float
+    timed_now: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "median_ms": self.median_ms,
+            "cv": self.cv,
+            "timed_now": self.timed_now,
+        }
+
+
+@dataclass(frozen=True)
+class FewShotProfile:
+    """What `profile_networks` did on one device."""
+
+    device: str
+    space: str
+    label: str
+    sources: tuple[str, ...]
+    networks: tuple[NetworkTimed, ...]
+    wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "space": self.space,
+            "label": self.label,
+            "sources": list(self.sources),
+            "networks": [n.to_json() for n in self.networks],
+            "timed": sum(n.timed_now for n in self.networks),
+            "wall_s": self.wall_s,
+        }
+
+
+def profile_networks(
+    config: DeviceConfig,
+    space: SearchSpace,
+    store: MeasurementStore,
+    n: int,
+    *,
+    fresh: bool = False,
+    seed: int = 0,
+    data_dir: Path = DATA_DIR,
+    keep_files: bool = False,
+    raw_dir: Path = Path("data/raw"),
+    reporter: Reporter | None = None,
+) -> FewShotProfile:
+    """Time `n` whole networks of `space` on the device instead of every op: those
+    `pick_networks` finds most informative given the other devices of the space in the store,
+    each with the estimator every timing uses, stored with origin `few-shot`. A network already
+    stored for this device and environment is not timed again (unless `fresh`), so a rerun
+    continues, and a larger `n` adds to the networks already timed (the picks are nested)."""
+    check_options(config, keep_files, fresh=fresh)
+    started = time.perf_counter()
+    sources = space_sources(store, space, config.name, data_dir, seed)
+    networks = pick_networks(space, sources, n, batch=config.batch_size, seed=seed)
+    options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
+    if reporter is not None:
+        options = replace(options, reporter=reporter)
+    profiler = get_profiler(config, options)
+    try:
+        timed = _time_networks(profiler, store, networks, fresh)
+    finally:
+        profiler.close()
+    names = tuple(s.name for s in sources)
+    wall = time.perf_counter() - started
+    return FewShotProfile(config.name, space.name, profiler.label, names, tuple(timed), wall)
+
+
+def _time_networks(
+    profiler: Profiler, store: MeasurementStore, networks: Sequence[Network], fresh: bool
+) -> list[NetworkTimed]:
+    """Each network's timing: the stored one, or (`fresh`, or none stored) measured now and
+    committed before the next."""
+    reporter = profiler.options.reporter
+    name, env_id = profiler.device.name, profiler.environment().env_id
+    stored = [
+        not fresh
+        and store.network_stats(name, tuple(profiler.prepare(net.ops)), env_id) is not None
+        for net in networks
+    ]
+    if any(stored):
+        reporter.note(f"resuming: {sum(stored)} of {len(networks)} networks already stored")
+    label = f" ({profiler.label})" if profiler.label else ""
+    advance = reporter.task(
+        f"timing {len(networks)} networks on {name}{label}", len(networks) - sum(stored)
+    )
+    out = []
+    for network, kept in zip(networks, stored):
+        stats = time_network(profiler, store, network, origin=FEW_SHOT, reuse=not fresh)
+        out.append(NetworkTimed(network.name, stats.median_ms, stats.cv, not kept))
+        if not kept:
+            advance(1)
+    return out
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+
+def import_networks(
+    store: MeasurementStore, path: str | Path, device: DeviceConfig | str
+) -> tuple[int, int]:
+    """Store the whole-network timings of a NETS.jsonl (the `latkit fit --networks` format:
+    one `{"ops": [...], "latency_ms": x}` per line) under `device` (a name, or a device file's
+    config), with origin `imported`; returns (networks new to the store, networks updated).
+    Every line is read and checked before the device is registered or anything stored, so a
+    bad file leaves the store as it was."""
+    path = Path(path)
+    batch = 1 if isinstance(device, str) else device.batch_size
+    lines = read_network_lines(path, batch)
+    store.register_device(device)
+    name = device if isinstance(device, str) else device.name
+    env = imported_environment(batch, path.name, "networks")
+    new = 0
+    for line in lines:
+        new += store.network_stats(name, line.ops, env.env_id) is None
+        stats = imported_stats(line.latency_ms, math.nan, 0)
+        store.add_network(name, line.ops, stats, env, name=line.name, origin=IMPORTED)
+    return new, len(lines) - new

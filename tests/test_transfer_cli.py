@@ -1,0 +1,264 @@
+"""A new device in minutes, end to end: `import-networks`, `profile --networks N` and
+`fit --transfer`, on a real SQLite store (and PostgreSQL) with real onnxruntime timings.
+
+The store holds two other devices of proxyless-tiny: `src-a`, profiled op by op on this CPU
+(with its calibration networks) and fitted, and `src-b`, known only by whole-network timings
+imported from a JSONL. The new device, `new-cpu`, is timed on a few whole networks only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cli_support import fail
+from typer.testing import CliRunner
+
+from latkit.cli import app
+from latkit.errors import LatkitError
+from latkit.predictors import LatencyPredictor, predictor_path
+from latkit.predictors.fit import ops_of
+from latkit.spaces import load_space
+from latkit.store import MeasurementStore
+from latkit.workflows.transfer import infer_space, space_sources
+from tests.conftest import write_device
+
+SPACE = "proxyless-tiny"
+QUICK = {"warmup": 1, "runs": 3, "rounds": 2, "max_cv": 0.5}
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "120"})
+    if result.exception and not isinstance(result.exception, (LatkitError, SystemExit)):
+        raise result.exception
+    return result
+
+
+def ok(*args: object) -> str:
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def snapshot(root: Path) -> dict[str, str | None]:
+    """Every file under `root` by its sha256, every folder as None."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def scaled_jsonl(
+    table: dict[str, float], path: Path, n: int, seed: int, scale: float, extra: float
+):
+    """`n` networks of the space whose latency is `scale` x the sum of their ops' timings in
+    `table` (real ones, of src-a) plus `extra` ms: a device like this CPU, but slower."""
+    lines = []
+    for _, network in load_space(SPACE).sample_networks(n, seed=seed):
+        ms = scale * sum(table.get(op.key, 0.0) for op in network.ops) + extra
+        lines.append(json.dumps({"ops": [op.key for op in network.ops], "latency_ms": ms}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """src-a profiled and fitted, src-b imported from 12 networks, new-cpu's device file."""
+    root = tmp_path_factory.mktemp("transfer")
+    db, data = root / "store.sqlite", root / "data"
+    src_a = write_device(root / "src-a.yaml", name="src-a", timing=QUICK)
+    ok("profile", "--device", src_a, "--space", SPACE, "--db", db)
+    ok("fit", "--device", "src-a", "--db", db, "--data-dir", data)
+    with MeasurementStore(db) as store:
+        frame = store.dataframe("src-a")
+    table = dict(zip((op.key for op in ops_of(frame)), frame["median_ms"]))
+    nets_b = scaled_jsonl(table, root / "b.jsonl", 12, seed=7, scale=1.7, extra=0.1)
+    imported = ok("import-networks", nets_b, "--device", "src-b", "--db", db)
+    new = write_device(root / "new.yaml", name="new-cpu", timing=QUICK)
+    return dict(root=root, db=db, data=data, table=table, nets_b=nets_b, new=new, imported=imported)
+
+
+@pytest.fixture(scope="module")
+def few_shot(world) -> dict[str, str]:
+    """new-cpu timed on 5 networks, then on 8 (the first 5 kept)."""
+    args = ["profile", "--device", world["new"], "--space", SPACE, "--db", world["db"]]
+    first = ok(*args, "--networks", 5)
+    json_out = world["root"] / "few.json"
+    second = ok(*args, "--networks", 8, "--json", json_out)
+    return {"args": args, "first": first, "second": second, "json": json_out}
+
+
+def last_cells(output: str) -> list[str]:
+    """The last column of a printed table's rows (`profile --networks`: timed now or stored)."""
+    rows = [line for line in output.splitlines() if line.startswith("│")]
+    return [row.rstrip(" │").split("│")[-1].strip() for row in rows]
+
+
+def networks_of(db, device: str):
+    with MeasurementStore(db) as store:
+        return store.networks(device)
+
+
+def test_import_networks_stores_each_line_once_with_origin_imported(world):
+    assert "imported 12 networks" in world["imported"] and "12 new, 0 updated" in world["imported"]
+    before = networks_of(world["db"], "src-b")
+    assert len(before) == 12 and set(before["origin"]) == {"imported"}
+    assert set(before["runtime"]) == {"imported"} and before["arch_id"].is_unique
+    again = ok("import-networks", world["nets_b"], "--device", "src-b", "--db", world["db"])
+    assert "0 new, 12 updated" in again
+    after = networks_of(world["db"], "src-b")
+    assert len(after) == 12 and sorted(after["median_ms"]) == sorted(before["median_ms"])
+
+
+def test_a_bad_jsonl_stores_nothing(world, tmp_path, monkeypatch, capsys):
+    db = tmp_path / "s.sqlite"
+    good = scaled_jsonl(world["table"], tmp_path / "good.jsonl", 3, seed=1, scale=1, extra=0)
+    ok("import-networks", good, "--device", "known", "--db", db)
+    lines = good.read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], lines[1].replace("latency_ms", "ms"), lines[2]]) + "\n")
+    before = snapshot(tmp_path)
+    for device in ("known", "fresh"):
+        argv = ["import-networks", bad, "--device", device, "--db", db]
+        line = fail(argv, monkeypatch, capsys)
+        assert "bad.jsonl:2" in line and "latency_ms" in line
+        assert snapshot(tmp_path) == before
+    with MeasurementStore(db) as store:
+        assert store.devices() == ["known"] and len(store.networks("known")) == 3
+
+
+def test_profile_networks_times_n_networks_and_a_rerun_times_none(world, few_shot):
+    assert last_cells(few_shot["first"]) == ["now"] * 5
+    assert "networks picked with the F of: src-a, src-b" in few_shot["first"]
+    assert "latkit fit --device new-cpu --transfer --db" in few_shot["first"]
+    # 8 networks: the first 5 picks are those already timed (the picks are nested)
+    payload = json.loads(few_shot["json"].read_text())
+    assert [n["timed_now"] for n in payload["networks"]] == [False] * 5 + [True] * 3
+    assert payload["sources"] == ["src-a", "src-b"]
+    stored = networks_of(world["db"], "new-cpu")
+    assert len(stored) == 8 and set(stored["origin"]) == {"few-shot"}
+    again = ok(*few_shot["args"], "--networks", 8)
+    assert last_cells(again) == ["stored"] * 8
+    assert networks_of(world["db"], "new-cpu")["measured_at"].tolist() == (
+        stored["measured_at"].tolist()
+    )
+
+
+def test_fit_transfer_draws_on_the_other_devices_and_predict_and_validate_use_it(
+    world, few_shot, tmp_path
+):
+    out, data = tmp_path / "transfer.json", world["data"]
+    args = ["fit", "--device", "new-cpu", "--transfer", "--db", world["db"], "--data-dir", data]
+    printed = ok(*args, "--json", out)
+    assert "transfer from 2 device(s) on 8 networks of proxyless-tiny" in printed
+    assert "src-a" in printed and "src-b" in printed and "left out" in printed
+    assert "model: " in printed
+    payload = json.loads(out.read_text())
+    assert payload["device"] == "new-cpu" and payload["space"] == SPACE
+    assert set(payload["sources"]) == {"src-a", "src-b"} and payload["n_networks"] == 8
+    assert payload["sources"]["src-a"]["fitted_on"] == "40 op rows"
+    assert payload["sources"]["src-b"]["fitted_on"] == "12 networks"
+    assert set(payload["shares"]) <= {"src-a", "src-b"} and payload["shares"]
+    held = payload["held_out"]
+    assert {"acc10", "spearman", "coverage"} <= set(held) and 0 <= held["coverage"] <= 1
+    predictor = LatencyPredictor.load(predictor_path("new-cpu", data))
+    assert predictor.meta["source"] == "transfer" and predictor.meta["runtime"] == "onnxruntime"
+    # predict answers with it, beside the stored timing of a network it was fitted on
+    nets = tmp_path / "nets.jsonl"
+    stored = networks_of(world["db"], "new-cpu").iloc[0]
+    nets.write_text(json.dumps({"ops": json.loads(stored["ops_json"]), "name": "picked"}) + "\n")
+    answers, where = tmp_path / "predict.json", ["--db", world["db"], "--data-dir", data]
+    ok("predict", "--device", "new-cpu", "--networks", nets, *where, "--json", answers)
+    (entry,) = json.loads(answers.read_text())["networks"]
+    assert entry["measured_ms"] == stored["median_ms"] and entry["predicted_ms"] > 0
+    # validate times networks it never saw and scores it
+    checked = tmp_path / "validate.json"
+    args = ["validate", "--device", world["new"], "--space", SPACE, "--networks", 2]
+    ok(*args, *where, "--json", checked)
+    assert json.loads(checked.read_text())["n"] == 2
+
+
+def test_too_few_networks_or_no_source_is_one_line_and_writes_nothing(
+    world, tmp_path, monkeypatch, capsys
+):
+    db = tmp_path / "s.sqlite"
+    two = scaled_jsonl(world["table"], tmp_path / "two.jsonl", 2, seed=3, scale=2, extra=0)
+    ok("import-networks", two, "--device", "two-nets", "--db", db)
+    before = snapshot(tmp_path)
+    argv = ["fit", "--device", "two-nets", "--transfer", "--db", db, "--data-dir", tmp_path / "d"]
+    line = fail(argv, monkeypatch, capsys)
+    assert "has 2 timed network(s)" in line and "at least 3" in line
+    assert snapshot(tmp_path) == before
+    five = scaled_jsonl(world["table"], tmp_path / "five.jsonl", 5, seed=4, scale=2, extra=0)
+    ok("import-networks", five, "--device", "five-nets", "--db", db)
+    before = snapshot(tmp_path)
+    argv[2] = "five-nets"
+    assert "other devices" in fail(argv, monkeypatch, capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_options_that_do_not_go_together_are_one_line(world, monkeypatch, capsys):
+    db, new = world["db"], world["new"]
+    fit = ["fit", "--device", "new-cpu", "--db", db, "--transfer"]
+    assert "--prior" in fail([*fit, "--prior", "src-a"], monkeypatch, capsys)
+    assert "--networks" in fail([*fit, "--networks", world["nets_b"]], monkeypatch, capsys)
+    assert "--calibrate" in fail([*fit, "--calibrate"], monkeypatch, capsys)
+    assert "add --transfer" in fail(fit[:-1] + ["--space", SPACE], monkeypatch, capsys)
+    line = fail([*fit, "--space", "proxyless-mobile"], monkeypatch, capsys)
+    assert "0 timed network(s) of proxyless-mobile" in line
+    profile = ["profile", "--device", new, "--networks", 3, "--db", db]
+    assert "--only-unstable" in fail([*profile, "--only-unstable"], monkeypatch, capsys)
+    assert "--limit" in fail([*profile, "--limit", 4], monkeypatch, capsys)
+    assert "--networks" in fail([*profile, "--onnx", "any.onnx"], monkeypatch, capsys)
+    line = fail([*profile, "--device", world["root"] / "src-a.yaml"], monkeypatch, capsys)
+    assert "one --device" in line
+
+
+def test_the_space_is_inferred_from_the_networks():
+    tiny = load_space(SPACE)
+    samples = [(net.ops, 1.0) for _, net in tiny.sample_networks(3, seed=2)]
+    assert infer_space(samples).name == SPACE
+    with pytest.raises(LatkitError, match="--space"):
+        infer_space([])  # every space holds no ops at all: which one is not known
+
+
+def test_a_saved_source_predictor_is_reused_only_while_it_matches_the_store(
+    world, tmp_path, monkeypatch
+):
+    from latkit.workflows import transfer
+
+    refits = []
+    monkeypatch.setattr(transfer, "op_predictor", lambda *args: refits.append(args[1]))
+    space = load_space(SPACE)
+    with MeasurementStore(world["db"]) as store:
+        (a, b) = space_sources(store, space, "new-cpu", world["data"])
+    assert (a.name, b.name, refits) == ("src-a", "src-b", [])
+    assert a.predictor.meta["source"] == "ops" and b.predictor.meta["source"] == "networks"
+    db = tmp_path / "copy.sqlite"  # the same store, one of src-a's ops re-measured since
+    with sqlite3.connect(world["db"]) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+        copy.execute("UPDATE measurements SET measured_at = measured_at + 1e6 WHERE rowid = 1")
+    with MeasurementStore(db) as store:
+        space_sources(store, space, "new-cpu", world["data"])
+        space_sources(store, space, "new-cpu", tmp_path / "nothing saved")
+    assert refits == ["src-a", "src-a"]
+
+
+def test_transfer_through_postgresql(world, tmp_path, postgres):
+    url = postgres.database()
+    table = world["table"]
+    for name, scale, extra, seed in (("pg-a", 1.0, 0.05, 11), ("pg-b", 2.5, 0.2, 12)):
+        nets = scaled_jsonl(table, tmp_path / f"{name}.jsonl", 6, seed, scale, extra)
+        ok("import-networks", nets, "--device", name, "--db", url)
+    target = scaled_jsonl(table, tmp_path / "target.jsonl", 6, seed=13, scale=1.5, extra=0.1)
+    ok("import-networks", target, "--device", "pg-new", "--db", url)
+    out = tmp_path / "fit.json"
+    args = ["fit", "--device", "pg-new", "--transfer", "--db", url]
+    ok(*args, "--data-dir", tmp_path / "data", "--json", out)
+    payload = json.loads(out.read_text())
+    assert set(payload["sources"]) == {"pg-a", "pg-b"} and payload["n_networks"] == 6
+    assert payload["held_out"]["spearman"] > 0.5
