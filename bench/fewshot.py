@@ -15,11 +15,13 @@ the others are the store. For N = 5, 10, 20, 50 timed networks of the new device
 
 then (c) at N = 10 from chosen networks against random draws of 10.
 
-local: proxyless-tiny on onnxruntime 1 and 2 threads, torch eager, LiteRT (XNNPACK) and
-onnxruntime at batch 8; every device's networks are timed here (200 held out, 50 to draw random
-picks from, 50 picked), in one shuffled pass so that the machine's drift is no bias. phone: proxyless-mobile; the phone table left out, the sources are this
-CPU's runtimes profiled on proxyless-mobile (ops and calibration networks). wall: the wall time
-of `latkit profile --networks 10` against the full `latkit profile` on the emulated phone.
+local: proxyless-tiny on onnxruntime 1 and 2 threads, torch eager, LiteRT with XNNPACK,
+onnxruntime at batch 8 and LiteRT with its builtin kernels; every device's networks are timed
+here (200 held out, 50 to draw random picks from, 50 picked), in one shuffled pass so that the
+machine's drift is no bias. phone: proxyless-mobile; the phone table left out, the sources are
+this CPU's first four runtimes profiled on proxyless-mobile (ops and calibration networks).
+wall: the wall time of `latkit profile --networks 10` against the full `latkit profile` on the
+emulated phone.
 
 Every network the bench times itself is stored with origin `validate`, so no device's fit sees
 them. The store is a temporary file unless --db is given (then timings are reused on a rerun).
@@ -73,6 +75,7 @@ DEVICES = (
     cpu("torch-1t", "torch"),
     cpu("litert-1t", "litert"),
     cpu("ort-1t-b8", "onnxruntime", batch=8),
+    cpu("litert-builtin", "litert-builtin"),
 )
 
 

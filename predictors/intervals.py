@@ -56,9 +56,13 @@ class Interval:
         return math.isfinite(self.halfwidth)
 
     def bounds(self, pred: Any) -> tuple[Any, Any]:
-        """(low, high) around `pred` (a number or an array)."""
-        factor = math.exp(self.halfwidth) if self.finite else math.inf
-        return np.asarray(pred) / factor, np.asarray(pred) * factor
+        """(low, high) around `pred` (a number or an array); unbounded: (0, inf), even
+        around a prediction of 0."""
+        pred = np.asarray(pred, dtype=float)
+        if not self.finite:
+            return np.zeros_like(pred), np.full_like(pred, np.inf)
+        factor = math.exp(self.halfwidth)
+        return pred / factor, pred * factor
 
     def to_state(self) -> dict[str, Any]:
         return {

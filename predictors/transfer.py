@@ -180,12 +180,15 @@ class _Variant:
     def size(self, n_own: int) -> int:
         return len(self.columns) + len(self.own_columns(n_own))
 
-    def describe(self, names: Sequence[str]) -> str:
+    def describe(self, names: Sequence[str], weights: np.ndarray) -> str:
+        """What the fit came to: the sources it gave a weight (the non-negative fit may drop
+        some, or all: then the device's own terms alone price it) and its own terms."""
         own = ("overhead", "per-op cost", "depthwise cost per kernel size")[: self.own]
+        used = [names[c] for c in self.columns if weights[c] > 0]
+        if not used:
+            return f"its own {', '.join(own)} alone (no device's F got a weight)"
         how = f"with its own {', '.join(own)}" if own else "scaled"
-        if len(self.columns) == 1:
-            return f"{names[self.columns[0]]} {how}"
-        return f"mix of {len(self.columns)} devices {how}"
+        return f"{used[0]} {how}" if len(used) == 1 else f"mix of {len(used)} devices {how}"
 
     def fit(self, x: np.ndarray, own: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Coefficients over [sources..., own terms...]: relative least squares, sources >= 0,
@@ -312,7 +315,7 @@ def fit_transfer(
         len(y),
         held,
         {s.name: float(v / parts.sum()) for s, v in zip(sources, parts) if v > 0},
-        variant.describe([s.name for s in sources]),
+        variant.describe([s.name for s in sources], weights),
         _notes(interval, len(y)),
         dict(zip(names, map(float, own_coef))),
     )

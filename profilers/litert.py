@@ -1,4 +1,5 @@
-"""LiteRT profiler for the host CPU: each op written as `.tflite` and run with XNNPACK.
+"""LiteRT profiler for the host CPU: each op written as `.tflite` and run with XNNPACK (or,
+`litert-builtin`, with LiteRT's own kernels).
 
 This is the runtime Android phones and ARM boards use, so host timings here are the closest a
 desktop gets to theirs, and the files are byte-for-byte what `latkit export` hands to
@@ -65,13 +66,17 @@ def run_tflite(
 class LiteRTProfiler(LocalProfiler):
     """`kind: cpu`, `runtime: litert`: LiteRT's interpreter with XNNPACK and the file's threads."""
 
+    resolver = RESOLVER
+    delegate = "xnnpack"
+
     def __init__(self, device: DeviceConfig, options: ProfilerOptions | None = None) -> None:
         super().__init__(device, options)
         self.version = importlib.metadata.version("ai-edge-litert")
-        if not delegated(make_interpreter(export_tflite([PROBE]), device.threads)):
+        probe = make_interpreter(export_tflite([PROBE]), device.threads, self.resolver)
+        if delegated(probe) != (self.delegate != "none"):
             raise ProfilerUnavailable(
-                f"ai-edge-litert {self.version} did not apply its XNNPACK delegate to a conv; "
-                "timings would be of the slow reference path. Reinstall ai-edge-litert"
+                f"ai-edge-litert {self.version} did not run a conv with delegate "
+                f"{self.delegate!r}; timings would be of another code path. Reinstall ai-edge-litert"
             )
 
     def runtime_environment(self) -> Environment:
@@ -81,10 +86,19 @@ class LiteRTProfiler(LocalProfiler):
             threads=self.device.threads,
             batch=self.device.batch_size,
             host=host_model(),
-            extra={"delegate": "xnnpack"},
+            extra={"delegate": self.delegate},
         )
 
     def load(self, ops: Sequence[OpSpec]) -> Runner:
-        interpreter = make_interpreter(export_tflite(ops), self.device.threads)
+        interpreter = make_interpreter(export_tflite(ops), self.device.threads, self.resolver)
         set_input(interpreter, example_input(ops[0]).numpy())
         return interpreter.invoke
+
+
+class LiteRTBuiltinProfiler(LiteRTProfiler):
+    """`runtime: litert-builtin`: LiteRT's own optimized kernels, no delegate, as a phone runs
+    the file with `benchmark_model --use_xnnpack=false`. Its trade-offs differ from XNNPACK's
+    (depthwise and 1x1 convolutions above all), which makes it a device of its own."""
+
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    delegate = "none"

@@ -13,7 +13,12 @@ from latkit.cli import app
 from latkit.devices import load_device
 from latkit.modules import build_network, example_input
 from latkit.profilers import get_profiler
-from latkit.profilers.litert import LiteRTProfiler, delegated, make_interpreter
+from latkit.profilers.litert import (
+    LiteRTBuiltinProfiler,
+    LiteRTProfiler,
+    delegated,
+    make_interpreter,
+)
 from latkit.profilers.session import profile_ops
 from latkit.profilers.tflite_writer import export_tflite
 from latkit.spaces import load_space
@@ -66,6 +71,27 @@ def test_runner_runs_the_same_model_as_torch(tmp_path) -> None:
         ref = build_network(ops[:1])(example_input(ops[0])).numpy().transpose(0, 2, 3, 1)
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
     assert delegated(interpreter), "XNNPACK must run the op, not the reference kernels"
+
+
+def test_builtin_kernels_are_a_device_of_their_own(tmp_path) -> None:
+    """`runtime: litert-builtin` runs the same file without XNNPACK, to the same output, under
+    an environment of its own (so its rows never mix with XNNPACK's)."""
+    device = load_device(ROOT / "device_configs/local-cpu-litert-builtin.yaml")
+    profiler = get_profiler(device)
+    assert isinstance(profiler, LiteRTBuiltinProfiler)
+    env = profiler.environment()
+    assert env.extra == {"delegate": "none"}
+    xnnpack = get_profiler(load_device(ROOT / "device_configs/local-cpu-litert.yaml"))
+    assert env.env_id != xnnpack.environment().env_id
+    ops = load_space("proxyless-tiny").distinct_ops()[2:3]
+    run = profiler.load(ops)
+    interpreter = run.__self__
+    run()
+    assert not delegated(interpreter)
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    with torch.no_grad():
+        ref = build_network(ops)(example_input(ops[0])).numpy().transpose(0, 2, 3, 1)
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
 def test_xnnpack_is_what_runs() -> None:

@@ -21,6 +21,7 @@ from latkit.predictors import (
     predictor_path,
 )
 from latkit.predictors.features import COMPONENTS, DESCRIPTORS, components, descriptors
+from latkit.predictors.intervals import Interval
 from latkit.predictors.models import TreeEnsemble, make_model
 from latkit.spaces import load_space
 
@@ -354,3 +355,12 @@ def test_load_predictor_says_what_to_run(tmp_path, phone_predictor):
     assert f"--data-dir {tmp_path}" in message
     phone_predictor.save(predictor_path("phone", tmp_path))
     assert load_predictor("phone", tmp_path).device == "phone"
+
+
+def test_an_unbounded_interval_is_unbounded_around_zero_too():
+    """An op F prices at 0 (a contribution clipped at 0) still gets (0, inf), not NaN, which
+    would poison the sum of a network's interval."""
+    low, high = Interval(np.inf, 0, "nothing", 0.9).bounds([0.0, 2.0])
+    assert low.tolist() == [0.0, 0.0] and high.tolist() == [np.inf, np.inf]
+    low, high = Interval(0.1, 20, "ops", 0.9).bounds(2.0)
+    assert float(low) == pytest.approx(2.0 / np.exp(0.1)) and float(high) > 2.0

@@ -137,3 +137,16 @@ def test_a_network_beyond_the_timed_ones_gets_no_interval(sources, tmp_path):
         beyond = f.network_answer(other.ops)
         assert beyond.high_ms == np.inf and beyond.low_ms < beyond.predicted_ms / 10
         assert "ops outside the fitted range" in beyond.interval_source
+
+
+def test_the_model_line_names_only_the_devices_that_got_a_weight():
+    from latkit.predictors.transfer import _Variant
+
+    mix = _Variant((0, 1, 2), own=2)
+    assert mix.describe("abc", np.array([0.5, 0.0, 0.2])) == (
+        "mix of 2 devices with its own overhead, per-op cost"
+    )
+    assert mix.describe("abc", np.array([0.0, 0.0, 0.2])) == "c with its own overhead, per-op cost"
+    assert mix.describe("abc", np.zeros(3)) == (
+        "its own overhead, per-op cost alone (no device's F got a weight)"
+    )

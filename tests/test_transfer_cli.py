@@ -261,4 +261,6 @@ def test_transfer_through_postgresql(world, tmp_path, postgres):
     ok(*args, "--data-dir", tmp_path / "data", "--json", out)
     payload = json.loads(out.read_text())
     assert set(payload["sources"]) == {"pg-a", "pg-b"} and payload["n_networks"] == 6
-    assert payload["held_out"]["spearman"] > 0.5
+    # six networks of near-equal latency: their ranking is noise, their level is not (a source
+    # off by its 1.5x scale would be ~33% off)
+    assert payload["held_out"]["rmspe"] < 15
