@@ -26,6 +26,7 @@ import copy
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,17 @@ def note10_predictor() -> Any:
 class Search:
     """`EvolutionFinder` with `MobileNetArchEncoder`'s sampling, priced by F."""
 
-    def __init__(self, efficiency: OFAEfficiency, constraint: float, seed: int) -> None:
+    def __init__(
+        self,
+        efficiency: OFAEfficiency,
+        constraint: float,
+        seed: int,
+        resolutions: Sequence[int] = RESOLUTIONS,
+    ) -> None:
         self.efficiency = efficiency
         self.constraint = constraint
         self.rng = random.Random(seed)
+        self.resolutions = list(resolutions)
         self.priced = self.rejected = 0
         self.seconds = 0.0
 
@@ -75,14 +83,14 @@ class Search:
             "ks": self.rng.choices(KS, k=20),
             "e": self.rng.choices(EXPANDS, k=20),
             "d": self.rng.choices(DEPTHS, k=5),
-            "image_size": self.rng.choice(RESOLUTIONS),
+            "image_size": self.rng.choice(self.resolutions),
         }
 
     def mutate(self, parent: Arch) -> Arch:
         """`mutate_resolution` and `mutate_arch` (arch_encoder.py, lines 149-163)."""
         arch = copy.deepcopy(parent)
         if self.rng.random() < 0.5:
-            arch["image_size"] = self.rng.choice(RESOLUTIONS)
+            arch["image_size"] = self.rng.choice(self.resolutions)
         for i in range(20):
             if self.rng.random() < 0.1:
                 arch["ks"][i], arch["e"][i] = self.rng.choice(KS), self.rng.choice(EXPANDS)

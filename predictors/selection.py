@@ -234,10 +234,10 @@ def _kind(op: OpSpec) -> list[Any]:
 @dataclass(frozen=True)
 class OpRange:
     """The fitted range of each op type: [min, max] of `RANGE_FIELDS` over its rows, and the
-    kinds (`_kind`) its rows were of (None: not recorded)."""
+    kinds (`_kind`) its rows were of."""
 
     bounds: dict[str, tuple[list[float], list[float]]]
-    kinds: dict[str, list[list[Any]]] | None = None
+    kinds: dict[str, list[list[Any]]]
 
     @classmethod
     def of(cls, ops: Sequence[OpSpec]) -> OpRange:
@@ -266,7 +266,7 @@ class OpRange:
         squeeze-excite its type was never fitted with); None inside it."""
         if op.type not in self.bounds:
             return "type"
-        if self.kinds is not None and _kind(op) not in self.kinds.get(op.type, []):
+        if _kind(op) not in self.kinds[op.type]:
             return "kind"
         low, high = self.bounds[op.type]
         out = {f for f, lo, v, hi in zip(RANGE_FIELDS, low, _values(op), high) if not lo <= v <= hi}
@@ -280,4 +280,4 @@ class OpRange:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OpRange:
         bounds = {t: (list(lo), list(hi)) for t, (lo, hi) in state["bounds"].items()}
-        return cls(bounds, state.get("kinds"))
+        return cls(bounds, state["kinds"])

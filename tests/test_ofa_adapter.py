@@ -6,12 +6,13 @@ imports torchvision, which does not load here, so its calls are acted out from i
 from __future__ import annotations
 
 import copy
-import random
+import math
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench.ofa_evolution import Search
 from latkit.errors import LatkitError
 from latkit.predictors import fit_device, import_lut
 from latkit.spaces import load_space
@@ -42,14 +43,10 @@ def note10_176(tmp_path_factory):
     return fitted(tmp_path_factory.mktemp("ofa176"), [176])
 
 
-def random_sample_arch(rng: random.Random) -> dict:
-    """`MobileNetArchEncoder.random_sample_arch` (arch_encoder.py, lines 141-147)."""
-    return {
-        "ks": rng.choices([3, 5, 7], k=20),
-        "e": rng.choices([3, 4, 6], k=20),
-        "d": rng.choices([2, 3, 4], k=5),
-        "image_size": rng.choice(SIZES),
-    }
+def sampler(seed: int) -> Search:
+    """Subnets as `MobileNetArchEncoder.random_sample_arch` draws them, at `SIZES`
+    (bench/ofa_evolution.py's `Search`, with no constraint yet)."""
+    return Search(None, math.inf, seed, resolutions=SIZES)
 
 
 def note10_latency(spec: dict) -> float:
@@ -105,9 +102,9 @@ def note10_latency(spec: dict) -> float:
 def test_get_efficiency_is_fs_network_latency_of_the_subnet(predictor):
     adapter = OFAEfficiency(predictor)
     space = load_space("ofa-mbv3")
-    rng = random.Random(0)
+    draw = sampler(0)
     for _ in range(10):
-        arch = random_sample_arch(rng)
+        arch = draw.sample()
         ops = space.ofa_network(arch).ops
         assert ops[0].input_hw == arch["image_size"]
         assert adapter.get_efficiency(arch) == predictor.predict_network(ops)
@@ -121,9 +118,9 @@ def test_it_answers_what_once_for_alls_note10_table_answers(note10_176):
     answer is once-for-all's own, in both spellings of a subnet (`image_size` of `ofa.nas`,
     `r` and `wid` of `ofa.tutorial`)."""
     adapter = OFAEfficiency(note10_176)
-    rng = random.Random(1)
+    draw = sampler(1)
     for _ in range(10):
-        arch = random_sample_arch(rng)
+        arch = draw.sample()
         del arch["image_size"]
         spec = {"wid": None, **arch, "r": [176]}
         expected = note10_latency(spec)
@@ -137,7 +134,7 @@ def test_blocks_past_the_depth_may_hold_anything(predictor):
     """`MobileNetArchEncoder.feature2arch` writes 0 for the kernel and ratio of a block past its
     stage's depth (arch_encoder.py, lines 130-132)."""
     adapter = OFAEfficiency(predictor)
-    arch = random_sample_arch(random.Random(2))
+    arch = sampler(2).sample()
     zeroed = copy.deepcopy(arch)
     for i in range(20):
         if i % 4 >= arch["d"][i // 4]:
@@ -147,7 +144,7 @@ def test_blocks_past_the_depth_may_hold_anything(predictor):
 
 def test_a_bad_subnet_is_one_clear_error(predictor):
     adapter = OFAEfficiency(predictor)
-    arch = random_sample_arch(random.Random(3))
+    arch = sampler(3).sample()
     with pytest.raises(LatkitError, match="no input size 100"):
         adapter.get_efficiency({**arch, "image_size": 100})
     with pytest.raises(LatkitError, match="bad field 'd'"):
@@ -157,61 +154,16 @@ def test_a_bad_subnet_is_one_clear_error(predictor):
 
 
 def test_an_evolutionary_search_through_get_efficiency_keeps_the_constraint(predictor):
-    """`EvolutionFinder.run_evolution_search` (evolution.py, lines 33-140) in small: samples,
-    mutations and crossovers are kept only when `get_efficiency(sample) <= constraint`; a stand-in
-    accuracy (bigger is better) pushes the population against the constraint."""
-    adapter = OFAEfficiency(predictor)
-    rng = random.Random(4)
-    calls = 0
-
-    def efficiency(sample: dict) -> float:
-        nonlocal calls
-        calls += 1
-        return adapter.get_efficiency(sample)
-
-    def accuracy(sample: dict) -> float:
-        active = [i for i in range(20) if i % 4 < sample["d"][i // 4]]
-        return sum(sample["ks"][i] * sample["e"][i] for i in active) + sample["image_size"] / 8
-
-    def valid(make, *args) -> tuple[dict, float]:
-        while True:
-            sample = make(*args)
-            ms = efficiency(sample)
-            if ms <= constraint:
-                return sample, ms
-
-    def mutate(parents: list) -> dict:
-        child = copy.deepcopy(rng.choice(parents)[0])
-        if rng.random() < 0.5:
-            child["image_size"] = rng.choice(SIZES)
-        for i in range(20):
-            if rng.random() < 0.1:
-                child["ks"][i], child["e"][i] = rng.choice([3, 5, 7]), rng.choice([3, 4, 6])
-        for i in range(5):
-            if rng.random() < 0.1:
-                child["d"][i] = rng.choice([2, 3, 4])
-        return child
-
-    def crossover(parents: list) -> dict:
-        a, b = rng.choice(parents)[0], rng.choice(parents)[0]
-        return {
-            k: [rng.choice(p) for p in zip(a[k], b[k])]
-            if isinstance(a[k], list)
-            else rng.choice([a[k], b[k]])
-            for k in a
-        }
-
-    latencies = sorted(adapter.get_efficiency(random_sample_arch(rng)) for _ in range(20))
-    constraint = latencies[len(latencies) // 2]
-    population = [valid(random_sample_arch, rng) for _ in range(16)]
-    start = max(accuracy(s) for s, _ in population)
-    for _ in range(8):
-        parents = sorted(population, key=lambda p: accuracy(p[0]), reverse=True)[:4]
-        population = list(parents)
-        population += [valid(mutate, parents) for _ in range(6)]
-        population += [valid(crossover, parents) for _ in range(6)]
-    best, best_ms = max(population, key=lambda p: accuracy(p[0]))
-    assert all(ms <= constraint for _, ms in population)
-    assert best_ms == adapter.get_efficiency(best) <= constraint
-    assert accuracy(best) > start and best_ms > 0.8 * constraint
-    assert calls >= 16 + 8 * 12
+    """`EvolutionFinder.run_evolution_search` (evolution.py, lines 33-140) in small, as
+    bench/ofa_evolution.py writes it out: samples, mutations and crossovers are kept only when
+    `get_efficiency(sample) <= constraint`; a stand-in accuracy (bigger is better) pushes the
+    population against the constraint."""
+    search = Search(OFAEfficiency(predictor), math.inf, 4, resolutions=SIZES)
+    latencies = sorted(search.price(search.sample()) for _ in range(20))
+    search.constraint = constraint = latencies[len(latencies) // 2]
+    start = max(search.valid(search.sample)[0] for _ in range(16))
+    accuracy, best, best_ms = search.run(16, 8)
+    assert best_ms == search.efficiency.get_efficiency(best) <= constraint
+    assert accuracy == search.accuracy(best) > start and best_ms > 0.8 * constraint
+    assert search.rejected > 0  # the constraint bound
+    assert search.priced >= 20 + 16 + 16 + 8 * 12

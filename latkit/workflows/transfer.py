@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -289,12 +289,7 @@ class NetworkTimed:
     timed_now: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "network": self.network,
-            "median_ms": self.median_ms,
-            "cv": self.cv,
-            "timed_now": self.timed_now,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -309,15 +304,7 @@ class FewShotProfile:
     wall_s: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "space": self.space,
-            "label": self.label,
-            "sources": list(self.sources),
-            "networks": [n.to_json() for n in self.networks],
-            "timed": sum(n.timed_now for n in self.networks),
-            "wall_s": self.wall_s,
-        }
+        return {**asdict(self), "timed": sum(n.timed_now for n in self.networks)}
 
 
 def profile_networks(
