@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the networks live beside the test tha
 from paper_networks import export, paper_networks  # noqa: E402
 
 from latkit.graphs import read_model  # noqa: E402
+from latkit.profilers.base import host_model  # noqa: E402
 
 DEVICE = ROOT / "device_configs" / "local-cpu.yaml"
 QUICK_TIMING = {"warmup": 2, "runs": 10, "rounds": 2, "max_cv": 0.5}
@@ -55,17 +56,6 @@ GOALS = {"a": 0.10, "b": 0.05}
 def load() -> str:
     """The 1, 5 and 15 minute load averages."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no lscpu)"
-    for line in text.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 class Runner:
@@ -211,7 +201,7 @@ def main() -> None:
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} logical cores; load {load()}")
+    print(f"CPU: {host_model()}; {os.cpu_count()} logical cores; load {load()}")
     device, name = device_file(args, out)
     print(f"device {name} ({device}); out {out}" + (" (quick)" if args.quick else ""))
     run = Runner(out)
@@ -256,7 +246,7 @@ def main() -> None:
     goals = goal_lines(rows)
     print("\n".join(goals))
     print(f"load after: {load()}")
-    summary = {"cpu": cpu_model(), "device": name, "quick": args.quick, "rows": rows}
+    summary = {"cpu": host_model(), "device": name, "quick": args.quick, "rows": rows}
     (out / "summary.json").write_text(json.dumps({**summary, "goals": goals}, indent=2))
 
 
