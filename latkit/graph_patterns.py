@@ -22,8 +22,10 @@ fixed permutation.
 A pattern is matched loosely by its structure, then checked strictly: it becomes an op spec only
 when the spec describes it exactly (shapes, stride, k//2 padding on every side, dilation 1,
 groups, activation, SE style and width), and otherwise every node of it is refused with the
-reason. A pattern one of whose inner tensors is read elsewhere is refused too. Conv biases are
-not checked: folding batch norm gives every conv one.
+reason. A conv's weight must take as many channels as its input has: ONNX's shape inference does
+not check that, so an input shape with the wrong C would map to convs the graph does not have. A
+pattern one of whose inner tensors is read elsewhere is refused too. Conv biases are not
+checked: folding batch norm gives every conv one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from latkit.errors import LatkitError
-from latkit.ops import ACTS, OpSpec
+from latkit.ops import ACTS, OpSpec, shuffle_order
 
 #: ONNX ops that compute nothing in inference
 PASSTHROUGH = frozenset({"Identity", "Dropout"})
@@ -269,6 +271,8 @@ def conv_of(g: Graph, node: Node) -> Conv | None:
     if x[2] != x[3]:
         problems.append(f"input {x[2]}x{x[3]} is not square")
     groups = int(node.attrs.get("group", 1))
+    if w[1] * groups != x[1]:
+        problems.append(f"its weight takes {w[1] * groups} input channels; its input has {x[1]}")
     return Conv(node, x[0], x[2], x[1], w[0], kh, strides[0], groups, tuple(problems))
 
 
@@ -488,11 +492,6 @@ def shuffle_of(g: Graph, x: str) -> Shuffle | None:
     if order is None or node.attrs.get("axis", 0) != 1 or order.ndim != 1:
         return None
     return Shuffle((node,), node.out, order)
-
-
-def shuffle_order(channels: int, groups: int) -> np.ndarray:
-    """The permutation ShuffleNet's shuffle makes: channel i of group k moves to i * groups + k."""
-    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from latkit.ops import OpSpec
+from latkit.ops import OpSpec, shuffle_order
 from latkit.registry import Registry
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -56,13 +56,13 @@ class SqueezeExcite(nn.Module):
 
 
 class ChannelShuffle(nn.Module):
-    """ShuffleNet's channel shuffle as the fixed channel permutation it is: channel i of group g
-    moves to i * groups + g. A gather of channels needs no spatial size, so it exports shape-free
-    (ONNX Gather, LiteRT GATHER)."""
+    """ShuffleNet's channel shuffle as the fixed channel permutation it is (`shuffle_order`). A
+    gather of channels needs no spatial size, so it exports shape-free (ONNX Gather, LiteRT
+    GATHER)."""
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
-        order = torch.arange(channels).reshape(groups, channels // groups).t().reshape(-1)
+        order = torch.tensor(shuffle_order(channels, groups))
         self.register_buffer("order", order, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

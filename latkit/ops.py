@@ -34,6 +34,8 @@ SE_STYLES: tuple[str, ...] = ("mbv3", "effnet")
 #: op types that are inverted-residual blocks (expand, depthwise, [SE], project, [skip])
 BLOCK_TYPES: frozenset[str] = frozenset({"mbconv", "irf"})
 DIALECTS: tuple[str, ...] = ("proxylessnas", "ofa")
+#: the largest input size (H and W) latkit predicts a network at or builds one with
+MAX_RESOLUTION = 4_096
 
 
 class KeyError_(LatkitError):
@@ -230,6 +232,14 @@ class OpSpec:
 def se_channels(mid: int) -> int:
     """Squeeze-excite bottleneck width, as in once-for-all (mid / 4, divisible by 8)."""
     return make_divisible(mid // 4, 8)
+
+
+def shuffle_order(channels: int, groups: int) -> list[int]:
+    """ShuffleNet's channel shuffle as the fixed permutation it is: channel i of group k moves to
+    i * groups + k. One definition for the module that gathers by it (`latkit.modules`) and the
+    ONNX mapping that recognises that gather (`latkit.graph_patterns`), so they cannot drift."""
+    per_group = channels // groups
+    return [k * per_group + i for i in range(per_group) for k in range(groups)]
 
 
 #: the op spec's field names, in order: the columns of every table of ops

@@ -9,6 +9,7 @@ every row in its table.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,7 +131,9 @@ def op_rows(store: MeasurementStore, device: str) -> tuple[list[OpSpec], np.ndar
 
 
 def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+    """A numpy scalar as plain Python, and a missing (NaN) value as None, for JSON."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def stored_networks(

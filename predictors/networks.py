@@ -14,6 +14,7 @@ mostly the rescaled prior.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from latkit import metrics
 from latkit.errors import LatkitError
+from latkit.files import read_text
 from latkit.ops import OpSpec, from_key
 from latkit.predictors.features import COMPONENTS, components
 from latkit.predictors.fit import ENV_META, split_indices
@@ -79,37 +81,96 @@ def read_network_lines(
     path: str | Path, batch: int = 1, need_latency: bool = True
 ) -> list[NetworkLine]:
     """Read NETS.jsonl: one `{"ops": [op spec dicts or table keys], "latency_ms": x}` per line
-    (`latency_ms` optional unless `need_latency`; an optional `name`, else `<file>:<line>`)."""
+    (`latency_ms` optional unless `need_latency`; an optional `name`, else `<file>:<line>`).
+
+    The file comes from outside, so whatever is wrong in it stops the read as one error naming
+    the file and the line, never as a traceback or a value quietly taken for another."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise LatkitError(f"{path}: cannot read network timings ({exc.strerror})") from None
     out = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            ops = tuple(
-                from_key(op, batch=batch) if isinstance(op, str) else OpSpec.from_dict(op)
-                for op in record["ops"]
-            )
-            latency = record.get("latency_ms") if not need_latency else record["latency_ms"]
-            latency = None if latency is None else float(latency)
-            name = str(record.get("name", f"{path.name}:{number}"))
-        except json.JSONDecodeError as exc:
-            raise LatkitError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        except KeyError as exc:
-            raise LatkitError(f"{path}:{number}: missing field {exc.args[0]!r}") from None
-        except (LatkitError, TypeError, ValueError, AttributeError) as exc:
+            record = _json_object(line)
+            name = _name(record, f"{path.name}:{number}")
+            out.append(NetworkLine(name, _ops(record, batch), _latency(record, need_latency)))
+        except LatkitError as exc:
             raise LatkitError(f"{path}:{number}: {exc}") from None
-        if not ops or (latency is not None and not (np.isfinite(latency) and latency > 0)):
-            raise LatkitError(f"{path}:{number}: needs a non-empty `ops` and latency_ms > 0")
-        out.append(NetworkLine(name, ops, latency))
     if not out:
         raise LatkitError(f"{path}: no networks in the file")
     return out
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines; bytes that are not UTF-8 are an error naming the file."""
+    try:
+        return read_text(path, "network timings").splitlines()
+    except UnicodeDecodeError:
+        raise LatkitError(f"{path}: not UTF-8 text") from None
+
+
+def _json_object(line: str) -> dict[str, Any]:
+    """One line as a JSON object; json.loads fails in more ways than JSONDecodeError."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LatkitError(f"not JSON ({exc.msg})") from None
+    except ValueError:  # an integer literal past Python's int-to-str digit limit
+        raise LatkitError("not JSON (a number with too many digits)") from None
+    except RecursionError:
+        raise LatkitError("not JSON (nested too deeply)") from None
+    if not isinstance(record, dict):
+        raise LatkitError("not a JSON object")
+    return record
+
+
+def _name(record: dict[str, Any], default: str) -> str:
+    """`name`, or `default` when missing or null (str(None) would name the network "None")."""
+    name = record.get("name")
+    if name is None:
+        return default
+    if not isinstance(name, str):
+        raise LatkitError("`name` must be a string")
+    return name
+
+
+def _ops(record: dict[str, Any], batch: int) -> tuple[OpSpec, ...]:
+    """`ops` as specs; a string or a dict would otherwise be iterated as if it were the list."""
+    if "ops" not in record:
+        raise LatkitError("missing field 'ops'")
+    ops = record["ops"]
+    if not isinstance(ops, list) or not ops:
+        raise LatkitError("needs a non-empty `ops` list")
+    try:
+        return tuple(_op(op, batch) for op in ops)
+    except (TypeError, ValueError, OverflowError) as exc:  # a field value OpSpec cannot take
+        raise LatkitError(f"`ops`: {exc}") from None
+
+
+def _op(op: Any, batch: int) -> OpSpec:
+    """A table key or a spec dict; anything else would fail deep in OpSpec with no field named."""
+    if isinstance(op, str):
+        return from_key(op, batch=batch)
+    if isinstance(op, dict):
+        spec = OpSpec.from_dict({"batch": batch, **op})
+        if spec.batch != batch:  # its timing is of another batch than the device's
+            raise LatkitError(f"an op of batch {spec.batch} where the device runs batch {batch}")
+        return spec
+    raise LatkitError("each of `ops` must be an op spec dict or a table key")
+
+
+def _latency(record: dict[str, Any], need: bool) -> float | None:
+    """`latency_ms` (null counts as missing): a finite number > 0. JSON's true is not 1 ms, and
+    the bound is checked before float(), which overflows on a long integer literal."""
+    value = record.get("latency_ms")
+    if value is None:
+        if need:
+            raise LatkitError("missing field 'latency_ms'")
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 < value <= sys.float_info.max:
+        raise LatkitError("needs a non-empty `ops` and latency_ms > 0 (a finite number)")
+    return float(value)
 
 
 def load_network_samples(

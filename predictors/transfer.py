@@ -27,7 +27,7 @@ truth, bench/fewshot.py's devices) it beat random picks and k-medoids at N = 10.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -246,10 +246,10 @@ def _kernels(networks: Sequence[Sequence[OpSpec]]) -> list[int]:
     return found if len(found) > 1 else []
 
 
-def _check(samples: Sequence[Sample], sources: Sequence[Source]) -> None:
+def _check(samples: Sequence[Sample], sources: Sequence[Source], space: str) -> None:
     if not sources:
         raise LatkitError(
-            "transfer needs other devices of this space in the store (profiled, or imported "
+            f"transfer needs other devices of {space} in the store (profiled, or imported "
             "with import-lut, import-measurements or import-networks); it found none"
         )
     if len(samples) < MIN_TRANSFER_NETWORKS:
@@ -275,7 +275,7 @@ def fit_transfer(
     chosen, and notes on what the data cannot support. F's fitted range is `space`'s ops (the
     sources measured them, and the networks were drawn from it), else the timed networks'
     ops: a network beyond it gets no interval (`LatencyPredictor.with_model`)."""
-    _check(samples, sources)
+    _check(samples, sources, "this space" if space is None else space.name)
     networks = [list(ops) for ops, _ in samples]
     y = np.array([float(latency) for _, latency in samples])
     x = np.column_stack([s.price(networks) for s in sources])
@@ -359,20 +359,30 @@ def pick_networks(
     *,
     batch: int = 1,
     seed: int = 0,
+    first: Sequence[Network] = (),
+    avoid: Collection[tuple[OpSpec, ...]] = (),
 ) -> list[Network]:
     """`n` networks of `space` worth timing on a new device, spread over the space's range and
     over where the other devices disagree: farthest-first traversal (the k-center greedy), from
-    the pool network nearest all others, each next pick the one farthest from every pick so
-    far. Deterministic and nested: the first k of n picks are the k picks."""
-    pool = [
-        Network(tuple(op.replace(batch=batch) for op in net.ops), net.name)
-        for _, net in space.sample_networks(max(POOL, n), seed=seed)
+    `first` (networks already timed: kept, in their order) or else the pool network nearest all
+    others, each next pick the one farthest from every pick so far. Deterministic and nested:
+    the first k of n picks are the k picks. Networks whose ops are in `avoid` (held out for
+    validation) are never picked."""
+    first = [Network(tuple(op.replace(batch=batch) for op in net.ops), net.name) for net in first]
+    taken = {net.ops for net in first} | set(avoid)
+    pool = first + [
+        net
+        for net in (
+            Network(tuple(op.replace(batch=batch) for op in net.ops), net.name)
+            for _, net in space.sample_networks(max(POOL, n), seed=seed)
+        )
+        if net.ops not in taken
     ]
     features = _pick_features([net.ops for net in pool], sources)
     squared = (features**2).sum(axis=1)
     distance = np.sqrt(np.maximum(squared[:, None] + squared[None] - 2 * features @ features.T, 0))
-    chosen = [int(np.argmin(distance.sum(axis=1)))]
-    nearest = distance[chosen[0]].copy()
+    chosen = list(range(min(len(first), n))) or [int(np.argmin(distance.sum(axis=1)))]
+    nearest = distance[chosen].min(axis=0)
     while len(chosen) < min(n, len(pool)):
         nearest[chosen] = -np.inf
         chosen.append(int(np.argmax(nearest)))

@@ -1,6 +1,5 @@
-"""ONNX export of ops and whole networks, through the legacy TorchScript exporter.
-
-`dynamo=False` keeps export dependency-light (the dynamo exporter needs onnxscript). Tracing runs
+"""ONNX export of ops and whole networks, through the legacy TorchScript exporter, as a user's
+module is exported (`latkit.graphs.trace_onnx`: one opset, one exporter for both). Tracing runs
 the model once, and at 112x112 that first run dominates export time; every op latkit builds is
 independent of the spatial size except `Zero` without a skip, so chains without it are traced on
 a small input and the graph's input shape is then set to the real one. The graph, its weights
@@ -9,8 +8,6 @@ and what onnxruntime runs are the same as a full-size trace (tests check this nu
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +15,10 @@ from pathlib import Path
 import onnx
 import torch
 
+from latkit.graphs import set_input_shape, trace_onnx
 from latkit.modules import build_network, example_input
 from latkit.ops import OpSpec
 
-OPSET = 17
 TRACE_HW = 8
 
 
@@ -36,19 +33,8 @@ def export_onnx(ops: Sequence[OpSpec], path: str | Path | None = None, seed: int
     first = ops[0]
     small = _shape_free(ops) and first.input_hw > TRACE_HW
     example = example_input(first.replace(input_hw=TRACE_HW) if small else first)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad(), _one_thread():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            buffer,
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["input"],
-            output_names=["output"],
-        )
-    data = buffer.getvalue()
+    with _one_thread():
+        data = trace_onnx(model, example, input_names=["input"], output_names=["output"])
     if small:
         data = _set_input_hw(data, first.input_hw)
     if path is not None:
@@ -71,11 +57,5 @@ def _one_thread() -> Iterator[None]:
 def _set_input_hw(data: bytes, hw: int) -> bytes:
     """Give the graph its real input size and let shape inference redo the rest."""
     model = onnx.load_from_string(data)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_value = dims[3].dim_value = hw
-    del model.graph.value_info[:]
-    for output in model.graph.output:
-        for dim in output.type.tensor_type.shape.dim[2:]:
-            dim.Clear()
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    return model.SerializeToString()
+    n, c = (d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[:2])
+    return set_input_shape(model, (n, c, hw, hw)).SerializeToString()

@@ -129,6 +129,13 @@ MATRIX = [
     Bad("profile", "bad numbers", lambda w: [*DEV, "--keep"], _text("--keep")),
     Bad("profile", "unwritable output folder", lambda w: [*DEV, "--json", w.out], _w("blocker")),
     Bad("profile", "read-only store", lambda w: ["--device", w.device], _text("s.sqlite"), "ro"),
+    Bad("profile", "bad numbers", lambda w: [*DEV, "--allow-unmapped"], _text("--allow-unmapped")),
+    Bad(
+        "profile",
+        "bad numbers",
+        lambda w: [*DEV, "--onnx", "m.onnx", "--input-shape", "1,3,0,64"],
+        _text("--input-shape '1,3,0,64'"),
+    ),
     # measurements
     Bad("measurements", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
     Bad("measurements", "missing file", lambda w: ["--device", w.missing], _w("missing")),
@@ -147,6 +154,18 @@ MATRIX = [
         "time-network", "wrong format", lambda w: [*DEV, "--arch", str(w.not_json)], _w("not_json")
     ),
     Bad("time-network", "unknown device", lambda w: ["--device", "x", "--arch", "a"], _text("'x'")),
+    Bad(
+        "time-network",
+        "bad numbers",
+        lambda w: [*DEV, "--arch", w.arch, "--input-shape", "1,3,64,64"],
+        _text("--input-shape applies to --onnx"),
+    ),
+    Bad(
+        "time-network",
+        "bad numbers",
+        lambda w: [*DEV, "--onnx", "m.onnx", "--input-shape", "1,3,64,99999"],
+        _text("H and W are at most 4096"),
+    ),
     Bad(
         "time-network",
         "unwritable output folder",
@@ -248,6 +267,18 @@ MATRIX = [
         "unwritable output folder",
         lambda w: [*DEV, "--arch", str(w.not_json), "--json", w.out],
         _w("blocker"),
+    ),
+    Bad(
+        "predict",
+        "bad numbers",
+        lambda w: [*DEV, "--arch", w.arch, "--allow-unmapped"],
+        _text("--allow-unmapped applies to --onnx"),
+    ),
+    Bad(
+        "predict",
+        "bad numbers",
+        lambda w: [*DEV, "--onnx", "m.onnx", "--input-shape", "1,3,²,64"],
+        _text("--input-shape '1,3,²,64'"),
     ),
     # validate
     Bad("validate", "unknown device", lambda w: ["--device", "nosuch"], _text("nosuch")),
@@ -498,7 +529,9 @@ LEFT_BEHIND = [
     ("import-lut: name", ["import-lut", "garbage.yaml", "-d", "fresh"], "garbage.yaml"),
     ("import-measurements", ["import-measurements", "bad.csv", "-d", "other.yaml"], "bad.csv:3"),
     ("import-networks", ["import-networks", "nan.jsonl", "-d", "fresh"], "nan.jsonl:1"),
-    ("fit --transfer", ["fit", "-d", "dev.yaml", "--transfer"], "at least 3"),
+    ("fit --transfer", ["fit", "-d", "other.yaml", "--transfer"], "at least 3"),
+    # (with op rows in the store: refused as a device `latkit fit` fits from them)
+    ("fit --transfer: profiled", ["fit", "-d", "dev.yaml", "--transfer"], "test-cpu"),
     ("time-network", ["time-network", "-d", "other.yaml", "--arch", "not.config"], "not.config"),
     ("validate", ["validate", "-d", "other.yaml"], "predictor"),
     ("predict", ["predict", "-d", "nosuch", "--arch", ARCH], "nosuch"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -24,10 +25,10 @@ from typer.testing import CliRunner
 
 from latkit.cli import app
 from latkit.errors import LatkitError
-from latkit.graphs import export_module, map_onnx, read_model, require_mapped
+from latkit.graphs import export_module, map_onnx, read_model, require_mapped, trace_onnx
 from latkit.ops import OpSpec, se_channels
 from latkit.store import MeasurementStore
-from tests.conftest import write_device
+from tests.conftest import DATA, write_device
 
 runner = CliRunner()
 Act = type[nn.Module]
@@ -322,6 +323,58 @@ def test_dynamic_input_needs_a_shape():
     assert ops[0] == OpSpec("conv", 128, 3, 16, stride=2, kernel=3)
 
 
+def test_a_dynamic_batch_alone_takes_the_devices():
+    model = to_onnx(mobilenet_v2_like(), 64, dynamic_axes={"input": {0: "n"}})
+    assert list(map_onnx(model, batch=2).ops) == [op.replace(batch=2) for op in MOBILENET_V2_OPS]
+    with pytest.raises(LatkitError, match=r"input .input. is \?x3x64x64: .*--input-shape"):
+        map_onnx(model)
+
+
+def test_an_input_shape_may_not_contradict_the_file():
+    model = to_onnx(mobilenet_v2_like(), 64)
+    with pytest.raises(
+        LatkitError, match="^m.onnx: input 'input' fixes C at 3; the input shape gives 4$"
+    ):
+        map_onnx(model, (1, 4, 64, 64), label="m.onnx")
+    with pytest.raises(LatkitError, match="fixes H at 64; the input shape gives 32"):
+        map_onnx(model, (1, 3, 32, 32), label="m.onnx")
+
+
+def test_a_conv_whose_weight_takes_other_channels_than_its_input_is_refused():
+    """ONNX's shape inference lets a dynamic C of 4 into a stem whose weight takes 3."""
+    model = to_onnx(mobilenet_v2_like(), 64, dynamic_axes={"input": {1: "c"}})
+    mapped = map_onnx(model, (1, 4, 64, 64))
+    stem = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    assert "its weight takes 3 input channels; its input has 4" in _listed(mapped, stem)[stem]
+    assert list(mapped.ops) == MOBILENET_V2_OPS[1:]
+
+
+def test_an_input_that_is_not_an_image_is_named_as_such():
+    flat = onnx.load_from_string(trace_onnx(nn.Linear(16, 10).eval(), torch.zeros(1, 16)))
+    with pytest.raises(LatkitError, match=r"^dense: input .* is 1x16: latkit maps 4-D NCHW image"):
+        map_onnx(flat, label="dense")
+
+
+BAD_SHAPES = {
+    "a string": ("1,3,64,64", "give N,C,H,W as four positive integers"),
+    "three dims": ((1, 3, 64), "give N,C,H,W"),
+    "a zero": ((1, 3, 0, 64), "give N,C,H,W"),
+    "a negative": ((1, 3, 64, -64), "give N,C,H,W"),
+    "a float": ((1, 3, 64.0, 64), "give N,C,H,W"),
+    "a string dim": ((1, "3", 64, 64), "give N,C,H,W"),
+    "huge H": ((1, 3, 5000, 64), "H and W are at most 4096"),
+    "huge N": ((5000, 3, 64, 64), "N is at most 4096"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SHAPES)
+def test_bad_input_shapes_from_python_are_one_error(case):
+    shape, said = BAD_SHAPES[case]
+    for source in (mobilenet_v2_like(), to_onnx(mobilenet_v2_like(), 64)):
+        with pytest.raises(LatkitError, match=f"^input_shape {re.escape(repr(shape))}: {said}"):
+            read_model(source, shape)
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 
@@ -407,9 +460,13 @@ BAD_FILES = {
     "empty ModelProto": (lambda: onnx.ModelProto().SerializeToString(), "no graph"),
     "dynamic dims": (
         lambda: to_onnx(
-            mobilenet_v2_like(), 64, dynamic_axes={"input": {0: "n"}}
+            mobilenet_v2_like(), 64, dynamic_axes={"input": {2: "h", 3: "w"}}
         ).SerializeToString(),
-        "input 'input' is ?x3x64x64",
+        "input 'input' is 1x3x?x?",
+    ),
+    "batch 2": (
+        lambda: export_module(mobilenet_v2_like(), (2, 3, 64, 64)).SerializeToString(),
+        "has batch 2, device test-cpu times batch 1: give --input-shape 1,3,64,64",
     ),
 }
 
@@ -422,8 +479,40 @@ def test_bad_files_are_one_line_and_store_nothing(case, command, tmp_path, monke
     path.write_bytes(make())
     device, db = write_device(tmp_path / "d.yaml"), tmp_path / "s.sqlite"
     line = fail([command, "-d", device, "--onnx", path, "--db", db], monkeypatch, capsys)
-    assert line.startswith(f"error: {path}: ") and said in line
+    assert line.startswith(f"error: {path}") and said in line
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    "shape", ["1,3,²,64", "1,3,64", "0,3,64,64", "-1,3,64,64", "1,3,6.5,64", "1,3,64,99999"]
+)
+@pytest.mark.parametrize("command", ["predict", "profile", "time-network"])
+def test_bad_input_shapes_are_one_line(shape, command, tmp_path, monkeypatch, capsys):
+    device, db = write_device(tmp_path / "d.yaml"), tmp_path / "s.sqlite"
+    argv = [command, "-d", device, "--onnx", "m.onnx", "--input-shape", shape, "--db", db]
+    assert fail(argv, monkeypatch, capsys).startswith(f"error: --input-shape {shape!r}: ")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("option", [["--input-shape", "1,3,64,64"], ["--allow-unmapped"]])
+@pytest.mark.parametrize("command", ["predict", "profile", "time-network"])
+def test_onnx_options_without_onnx_are_refused(option, command, tmp_path, monkeypatch, capsys):
+    device = write_device(tmp_path / "d.yaml")
+    arch = (
+        []
+        if command == "profile"
+        else ["--arch", DATA / "archs/proxylessnas/proxyless_mobile.config"]
+    )
+    line = fail([command, "-d", device, *arch, *option], monkeypatch, capsys)
+    assert line == f"error: {option[0]} applies to --onnx networks: give --onnx MODEL.onnx"
+
+
+def test_a_dynamic_batch_is_predicted_at_the_devices(fitted):
+    dynamic = fitted["root"] / "dynamic.onnx"
+    model = to_onnx(mobilenet_v2_like(), 64, dynamic_axes={"input": {0: "n"}})
+    dynamic.write_bytes(model.SerializeToString())
+    fixed = predict_json(fitted, "--onnx", fitted["net"])["predicted_ms"]
+    assert predict_json(fitted, "--onnx", dynamic)["predicted_ms"] == fixed
 
 
 @pytest.mark.parametrize(
@@ -466,7 +555,26 @@ def test_python_api_answers_for_modules_files_and_op_lists(fitted):
     assert len(partial.unmapped) == 2 and partial.latency_ms > 0
 
 
+def test_python_api_refuses_another_batch_bad_shapes_and_no_ops(fitted):
+    import latkit
+
+    f = latkit.load_predictor(fitted["device"], db=fitted["db"], data_dir=fitted["data"])
+    with pytest.raises(LatkitError, match="^Sequential has batch 2, device test-cpu times batch 1"):
+        f.predict(mobilenet_v2_like(), input_shape=(2, 3, 64, 64))
+    with pytest.raises(LatkitError, match="^input_shape '1,3,64,64': give N,C,H,W"):
+        f.predict(mobilenet_v2_like(), input_shape="1,3,64,64")
+    with pytest.raises(LatkitError, match="^an empty op list"):
+        f.predict([])
+
+
 def test_import_latkit_stays_light():
     probe = "import sys, latkit; assert 'torch' not in sys.modules and 'onnx' not in sys.modules"
     probe += "; assert callable(latkit.load_predictor)"
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_predicting_an_arch_does_not_import_onnx():
+    probe = (
+        "import sys, latkit.cli.predict, latkit.workflows.predict; assert 'onnx' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", probe], check=True)

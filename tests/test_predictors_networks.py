@@ -13,11 +13,13 @@ from latkit.errors import LatkitError
 from latkit.metrics import report
 from latkit.ops import from_key
 from latkit.predictors import LatencyPredictor, fit_networks, load_network_samples
+from latkit.predictors.networks import read_network_lines
 from latkit.spaces import load_space
 
 DATA = Path(__file__).resolve().parent / "data"
 TRIM = DATA / "luts" / "proxylessnas" / "mobile_trim.yaml"
 OVERHEAD_MS = 1.5
+KEY = "Conv-input:224x224x3-output:112x112x32"
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +107,37 @@ def test_network_samples_read_from_jsonl(tmp_path, networks):
         ('{"ops": ["Nope-input:1x1x1"], "latency_ms": 2}', r"nets\.jsonl:2: key 'Nope"),
         ('{"ops": [{"type": "conv", "cin": 3}], "latency_ms": 2}', r"nets\.jsonl:2: .*input_hw"),
         ('{"ops": [], "latency_ms": 2}', r"nets\.jsonl:2: needs a non-empty"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": 1{"0" * 400}}}', r":2: needs .* latency_ms > 0"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": 1{"0" * 5000}}}', r":2: not JSON \(a number"),
+        ("[" * 100_000 + "]" * 100_000, r"nets\.jsonl:2: not JSON \(nested too deeply\)"),
+        (b'{"name": "\xff"}', r"nets\.jsonl: not UTF-8 text"),
+        ("[1, 2]", r"nets\.jsonl:2: not a JSON object"),
+        ("5", r"nets\.jsonl:2: not a JSON object"),
+        ('{"ops": 5, "latency_ms": 2}', r"nets\.jsonl:2: needs a non-empty `ops` list"),
+        ('{"ops": "abc", "latency_ms": 2}', r"nets\.jsonl:2: needs a non-empty `ops` list"),
+        ('{"ops": {"a": 1}, "latency_ms": 2}', r"nets\.jsonl:2: needs a non-empty `ops` list"),
+        ('{"ops": [5], "latency_ms": 2}', r"nets\.jsonl:2: each of `ops` must be an op spec"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": true}}', r":2: needs .* latency_ms > 0"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": "2"}}', r":2: needs .* latency_ms > 0"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": null}}', r":2: missing field 'latency_ms'"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": 2, "name": 5}}', r":2: `name` must be a string"),
     ],
 )
 def test_bad_network_lines_name_their_line(tmp_path, networks, line, message):
+    """Each is one LatkitError naming the file and line, never a traceback or a guess."""
     ops, latency = networks[0]
     good = json.dumps({"ops": [op.key for op in ops], "latency_ms": latency})
     path = tmp_path / "nets.jsonl"
-    path.write_text(good + "\n" + line + "\n")
+    bad = line if isinstance(line, bytes) else line.encode()
+    path.write_bytes(good.encode() + b"\n" + bad + b"\n")
     with pytest.raises(LatkitError, match=message):
         load_network_samples(path)
+
+
+def test_a_null_name_is_no_name(tmp_path):
+    path = tmp_path / "nets.jsonl"
+    path.write_text(f'{{"ops": ["{KEY}"], "latency_ms": 2, "name": null}}\n')
+    assert [line.name for line in read_network_lines(path)] == ["nets.jsonl:1"]
 
 
 def test_network_sums_are_additive_in_the_cost_features(networks):
@@ -178,3 +202,14 @@ def test_ops_beyond_the_fitted_networks_are_extrapolated(networks):
     [(_, tiny)] = load_space("proxyless-tiny").sample_networks(1, seed=0)
     answer = predictor.network_answer(tiny.ops)
     assert answer.high_ms == np.inf and "outside the fitted range" in answer.interval_source
+
+
+def test_op_dicts_take_the_device_batch_and_refuse_another(tmp_path):
+    op = {"type": "conv", "input_hw": 8, "cin": 3, "cout": 8}
+    path = tmp_path / "nets.jsonl"
+    path.write_text(json.dumps({"ops": [op], "latency_ms": 1.0}) + "\n")
+    [line] = read_network_lines(path, batch=2)
+    assert line.ops[0].batch == 2
+    path.write_text(json.dumps({"ops": [{**op, "batch": 4}], "latency_ms": 1.0}) + "\n")
+    with pytest.raises(LatkitError, match="nets.jsonl:1: .*batch 4 where the device runs batch 2"):
+        read_network_lines(path, batch=2)

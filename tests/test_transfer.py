@@ -150,3 +150,14 @@ def test_the_model_line_names_only_the_devices_that_got_a_weight():
     assert mix.describe("abc", np.zeros(3)) == (
         "its own overhead, per-op cost alone (no device's F got a weight)"
     )
+
+
+def test_picks_keep_the_networks_already_timed_and_avoid_held_out_ones(sources):
+    """Already-timed networks come first, whatever the sources say now; networks `validate`
+    timed are never picked (they must stay unseen by the fit)."""
+    timed = [net for _, net in SPACE.sample_networks(3, seed=21)]
+    held = pick_networks(SPACE, sources, 4, seed=1)
+    picks = pick_networks(SPACE, sources[:1], 10, seed=1, first=timed, avoid={n.ops for n in held})
+    assert [n.ops for n in picks[:3]] == [n.ops for n in timed]
+    assert not {n.ops for n in held} & {n.ops for n in picks}
+    assert len({n.ops for n in picks}) == 10

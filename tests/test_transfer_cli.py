@@ -18,6 +18,7 @@ from cli_support import fail
 from typer.testing import CliRunner
 
 from latkit.cli import app
+from latkit.devices import load_device
 from latkit.errors import LatkitError
 from latkit.predictors import LatencyPredictor, predictor_path
 from latkit.predictors.fit import ops_of
@@ -264,3 +265,42 @@ def test_transfer_through_postgresql(world, tmp_path, postgres):
     # six networks of near-equal latency: their ranking is noise, their level is not (a source
     # off by its 1.5x scale would be ~33% off)
     assert payload["held_out"]["rmspe"] < 15
+
+
+def test_import_refuses_a_repeated_network_and_a_device_latkit_timed(
+    world, tmp_path, monkeypatch, capsys
+):
+    db = tmp_path / "copy.sqlite"
+    with sqlite3.connect(world["db"]) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    lines = world["nets_b"].read_text().splitlines()
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("\n".join([lines[0], lines[1], lines[0]]) + "\n")
+    before = snapshot(tmp_path)
+    line = fail(["import-networks", twice, "--device", "fresh", "--db", db], monkeypatch, capsys)
+    assert "the same network twice (twice.jsonl:1 and twice.jsonl:3)" in line
+    args = ["import-networks", world["nets_b"], "--device", "src-a", "--db", db]
+    line = fail(args, monkeypatch, capsys)
+    assert "'src-a' already holds op rows or networks timed by latkit" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_a_known_device_name_imports_at_its_own_batch(tmp_path, world):
+    db = tmp_path / "s.sqlite"
+    batch2 = write_device(tmp_path / "b2.yaml", name="board-b2", batch_size=2)
+    with MeasurementStore(db) as store:
+        store.register_device(load_device(batch2))
+    ok("import-networks", world["nets_b"], "--device", "board-b2", "--db", db)
+    assert set(networks_of(db, "board-b2")["batch"]) == {2}
+
+
+def test_a_device_with_zero_op_rows_only_is_no_source_and_no_crash(world, tmp_path):
+    db = tmp_path / "copy.sqlite"
+    with sqlite3.connect(world["db"]) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    zero = tmp_path / "zero.csv"
+    zero.write_text("type,input_hw,cin,cout,stride,skip,latency_ms\nzero,8,64,64,1,1,0.001\n")
+    ok("import-measurements", zero, "--device", "zeros", "--db", db)
+    with MeasurementStore(db) as store:
+        names = [s.name for s in space_sources(store, load_space(SPACE), "new-cpu", world["data"])]
+    assert names == ["src-a", "src-b"]

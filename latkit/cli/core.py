@@ -25,7 +25,7 @@ from latkit.cli.app import (
     resolve_device,
     writable_file,
 )
-from latkit.cli.graphs import AllowUnmapped, InputShape, read_onnx
+from latkit.cli.graphs import AllowUnmapped, InputShape, onnx_input_shape, read_onnx
 from latkit.cli.output import console, indented, labelled, print_fields, reporting, wrap
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
@@ -152,10 +152,13 @@ def profile(
     from latkit.workflows.fleet import DeviceOutcome, check_fleet, profile_fleet
     from latkit.workflows.profile import profile_space
 
+    shape = onnx_input_shape(onnx, input_shape, allow_unmapped)
     if onnx:
         _check_onnx_profile(ctx, device, limit, networks, fresh or not resume)
-        mapped = read_onnx(onnx, input_shape, allow_unmapped)
-        _profile_onnx(device[0], mapped, db, only_unstable, keep, json_out)
+        with open_store(db) as store:
+            config = require_config(resolve_device(device[0], store), "profile")
+        mapped = read_onnx(onnx, shape, allow_unmapped, config)
+        _profile_onnx(config, mapped, db, only_unstable, keep, json_out)
         return
     chosen = load_space(space)
     if networks is not None:
@@ -226,7 +229,7 @@ def _check_onnx_profile(
 
 
 def _profile_onnx(
-    device: str, mapped, db: str, only_unstable: bool, keep: bool, json_out: Path | None
+    config, mapped, db: str, only_unstable: bool, keep: bool, json_out: Path | None
 ) -> None:
     """`profile --onnx`: the distinct ops of the mapped networks, measured like a space's."""
     from latkit.workflows.fleet import DeviceOutcome
@@ -234,7 +237,6 @@ def _profile_onnx(
 
     ops = [op for network in mapped for op in network.ops]
     with open_store(db) as store:
-        config = require_config(resolve_device(device, store), "profile")
         with reporting() as reporter:
             summary = profile_network_ops(
                 config,
@@ -289,7 +291,8 @@ def _profile_networks(
     print_fields(["networks picked with the F of:", drawn], sep=" ")
     command = ["latkit", "fit", "--device", config.name, "--transfer"]
     command += [] if db == DEFAULT_DB else ["--db", redact(db)]
-    console.print(f"next: {shlex.join(command)}", soft_wrap=True)
+    first = "" if result.sources else f"profile or import another device of {space.name}, then "
+    console.print(f"next: {first}{shlex.join(command)}", soft_wrap=True)
     if json_out:
         write_json(json_out, result.to_json())
 
@@ -481,12 +484,13 @@ def time_network(
     from latkit.spaces import Network
     from latkit.workflows.networks import time_networks
 
-    mapped = read_onnx(onnx, input_shape, allow_unmapped)
-    if not arch and not mapped:
+    shape = onnx_input_shape(onnx, input_shape, allow_unmapped)
+    if not arch and not onnx:
         raise LatkitError("nothing to time: give --arch NET.config and/or --onnx MODEL.onnx")
     with open_store(db) as store:
         config = require_config(resolve_device(device, store), "time-network")
         nets = [Network.load(path, batch=config.batch_size) for path in arch]
+        mapped = read_onnx(onnx, shape, allow_unmapped, config)
         nets += [Network(network.ops, network.name) for network in mapped]
         with reporting() as reporter:
             profiler = get_profiler(config, ProfilerOptions(reporter=reporter))

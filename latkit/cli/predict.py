@@ -29,10 +29,17 @@ from latkit.cli.app import (
     writable_dir,
     writable_file,
 )
-from latkit.cli.graphs import AllowUnmapped, InputShape, OnnxFiles, warn_unmapped
+from latkit.cli.graphs import (
+    AllowUnmapped,
+    InputShape,
+    OnnxFiles,
+    onnx_input_shape,
+    warn_unmapped,
+)
 from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
 from latkit.errors import LatkitError
 from latkit.files import write_json
+from latkit.ops import MAX_RESOLUTION
 from latkit.workflows.defaults import MAX_SEED
 
 if TYPE_CHECKING:
@@ -43,8 +50,6 @@ DATA_HELP = "Folder for predictors and reports (the predictor goes to `DATA_DIR/
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 #: more networks than anyone times or fits on: a larger count is a typo
 MAX_NETWORKS = 100_000
-#: the largest input size a network config may be predicted at
-MAX_RESOLUTION = 4_096
 
 #: where fitted predictors are read (and, by `fit` and `validate`, written)
 DataDir = Annotated[Path, typer.Option("--data-dir", help=DATA_HELP)]
@@ -211,10 +216,11 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 
 def _import_target(value: str, store):
-    """The device rows are imported under: a device file's config, or a (new) plain name. Not
-    registered here: the import registers it once the file has been read and checked."""
+    """The device rows are imported under: a device file's config (given, or registered for a
+    name the store knows, so that its batch size holds), or a (new) plain name. Not registered
+    here: the import registers it once the file has been read and checked."""
     path = Path(value)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.exists() or store.device(value) is not None:
         return resolve_device(value, store)
     if not NAME.match(value):
         raise LatkitError(
@@ -230,6 +236,7 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 @app.command()
 def fit(
+    ctx: typer.Context,
     device: StoredDevice,
     db: Db = DEFAULT_DB,
     test_fraction: TestFraction = 0.2,
@@ -266,7 +273,10 @@ def fit(
     """
     from latkit.predictors import predictor_path
 
-    if _check_transfer(transfer, space, networks, calibrate, prior, train):
+    # (typer carries its own click, so its ParameterSource is matched by name)
+    given_fraction = ctx.get_parameter_source("test_fraction").name != "DEFAULT"
+    split = test_fraction if given_fraction else None
+    if _check_transfer(transfer, space, networks, calibrate, prior, train, split):
         _fit_transfer(device, db, space, seed, data_dir, json_out)
         return
     if networks is None and (calibrate or train is not None or prior is not None):
@@ -344,14 +354,16 @@ def _check_transfer(
     calibrate: bool,
     prior: str | None,
     train: int | None,
+    test_fraction: float | None,
 ) -> bool:
-    """Whether `fit` runs a transfer fit; an error for an option that does not go with it."""
+    """Whether `fit` runs a transfer fit; an error for an option that does not go with it
+    (`test_fraction`: None unless given: leave-one-out chooses what a transfer holds out)."""
     if not transfer:
         if space is not None:
             raise LatkitError("--space names the space of a --transfer fit: add --transfer")
         return False
     given = {"--networks": networks, "--calibrate": calibrate or None}
-    given.update({"--prior": prior, "--train": train})
+    given.update({"--prior": prior, "--train": train, "--test-fraction": test_fraction})
     clash = [option for option, value in given.items() if value is not None]
     if clash:
         raise LatkitError(
@@ -529,7 +541,6 @@ def predict(
     describes is an error that lists them, unless --allow-unmapped, which answers for the
     mapped part and lists the rest (also in --json).
     """
-    from latkit.graphs import parse_input_shape
     from latkit.workflows.predict import predict as predict_networks
 
     answers = predict_networks(
@@ -541,12 +552,10 @@ def predict(
         space=space,
         input_hw=resolution,
         onnx=onnx,
-        input_shape=parse_input_shape(input_shape) if input_shape is not None else None,
+        input_shape=onnx_input_shape(onnx, input_shape, allow_unmapped),
         allow_unmapped=allow_unmapped,
     )
-    for a in answers:
-        if a.mapping is not None:
-            warn_unmapped(a.mapping)
+    warn_unmapped(a.mapping for a in answers if a.mapping is not None)
     table = Table(title=f"F of {device}: {len(answers)} network(s)")
     for col in ("network", "predicted ms", "90% interval ms", "interval from", "measured ms"):
         table.add_column(col, justify="right")

@@ -13,7 +13,9 @@ A torch module is exported to ONNX (eval mode, TorchScript exporter) and mapped 
 `latkit.graphs`, exactly as `latkit predict --onnx` maps a file; an ONNX path, its bytes or a
 ModelProto are mapped directly, and a list of op specs (or table keys) is taken as it is. A
 network with nodes no op spec describes is refused, with the list, unless `allow_unmapped`:
-then F answers for the mapped part and the answer lists the rest (`unmapped`).
+then F answers for the mapped part and the answer lists the rest (`unmapped`). A module's or an
+ONNX model's N must be the batch the device times at (a dynamic N takes it), as for `latkit
+predict --onnx`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from latkit.devices import DeviceConfig, load_device
-from latkit.graphs import read_model, require_mapped
+from latkit.devices import DeviceConfig
+from latkit.errors import LatkitError
+from latkit.graphs import check_batch, read_model, require_mapped
 from latkit.ops import OpSpec, from_key
 from latkit.predictors.fit import DATA_DIR
 from latkit.predictors.fit import load_predictor as load_fitted
 from latkit.predictors.predictor import LatencyPredictor
 from latkit.store import MeasurementStore
-from latkit.workflows.predict import Named, Prediction, answer, stored_timing
+from latkit.workflows.predict import Named, Prediction, answer, device_config, stored_timing
 
 
 class DevicePredictor:
@@ -39,14 +42,21 @@ class DevicePredictor:
         device: the device's name.
         predictor: its fitted F.
         db: a store whose whole-network timings are shown beside F's answers (`measured_ms`).
+        batch: the batch the device times at (its device file's); default: that of F's
+            measurements. A module's or an ONNX model's N must be it.
     """
 
     def __init__(
-        self, device: str, predictor: LatencyPredictor, db: str | Path | None = None
+        self,
+        device: str,
+        predictor: LatencyPredictor,
+        db: str | Path | None = None,
+        batch: int | None = None,
     ) -> None:
         self.device = device
         self.predictor = predictor
         self.db = db
+        self.batch = batch or int(predictor.meta.get("batch", 1))
 
     def network(
         self,
@@ -58,10 +68,13 @@ class DevicePredictor:
     ) -> Named:
         """`model` as the op specs F answers for (see the module's docstring)."""
         if isinstance(model, list | tuple):
+            if not model:
+                raise LatkitError("an empty op list: give op specs or table keys to predict")
             ops = tuple(op if isinstance(op, OpSpec) else from_key(str(op)) for op in model)
             return Named(name or "network", "ops", ops)
-        mapped = read_model(model, input_shape, name)
+        mapped = read_model(model, input_shape, name, batch=self.batch)
         require_mapped(mapped, allow_unmapped, mapped.name)
+        check_batch(mapped, self.batch, self.device)
         source = str(model) if isinstance(model, str | Path) else type(model).__name__
         return Named(mapped.name, source, mapped.ops, mapping=mapped)
 
@@ -99,10 +112,7 @@ def load_predictor(
 ) -> DevicePredictor:
     """The fitted F of `device` (a device name, or its device file) from `data_dir`, as a
     `DevicePredictor`; a missing one is an error that says how to make it."""
-    config = device if isinstance(device, DeviceConfig) else None
-    path = Path(device) if isinstance(device, str | Path) else None
-    if path is not None and (path.suffix in (".yaml", ".yml") or path.is_file()):
-        config = load_device(path)
+    config = device_config(device)
     name = config.name if config else str(device)
-    source = config.source if config else None
-    return DevicePredictor(name, load_fitted(name, Path(data_dir), device_file=source), db)
+    predictor = load_fitted(name, Path(data_dir), device_file=config.source if config else None)
+    return DevicePredictor(name, predictor, db, config.batch_size if config else None)

@@ -6,6 +6,11 @@
 its interval, each op's share (a measured table entry or the model's answer), and the
 whole-network timing the store already holds for it, if any. Nothing is timed: this is the
 question a search asks millions of times, asked once from the command line.
+
+Every network is answered at the batch the device times at (that of its device file or of the
+config the store registered for it, else that of its predictor's measurements), as `profile` and
+`time-network` time it: arch and JSONL networks are built at it, and an ONNX network's N must be
+it, since op keys do not carry the batch.
 """
 
 from __future__ import annotations
@@ -14,11 +19,10 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latkit.devices import DeviceConfig, load_device
 from latkit.errors import LatkitError
-from latkit.graphs import MappedNetwork, read_onnx_files
 from latkit.ops import OpSpec
 from latkit.predictors.fit import DATA_DIR, load_predictor
 from latkit.predictors.networks import read_network_lines
@@ -26,6 +30,9 @@ from latkit.predictors.predictor import LatencyPredictor
 from latkit.records import arch_id
 from latkit.spaces import SearchSpace, load_arch
 from latkit.store import MeasurementStore
+
+if TYPE_CHECKING:  # latkit.graphs imports onnx: only --onnx pays for it
+    from latkit.graphs import MappedNetwork
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,7 @@ class Prediction:
             "measured_ms": self.measured_ms,
         }
         if self.mapping is not None:
-            mapping = self.mapping.to_json()
-            out["nodes"] = {k: mapping[k] for k in ("nodes_total", "nodes_mapped", "unmapped")}
+            out["nodes"] = self.mapping.to_json()
         if with_ops:
             out["ops"] = [op.to_json() for op in self.ops]
         return out
@@ -109,25 +115,32 @@ def read_networks(
     archs: Sequence[str | Path] = (),
     networks: str | Path | None = None,
     *,
-    batch: int = 1,
+    device: str,
+    batch: int | None = None,
     space: SearchSpace | str | None = None,
     input_hw: int | None = None,
     onnx: Sequence[str | Path] = (),
     input_shape: Sequence[int] | None = None,
     allow_unmapped: bool = False,
 ) -> list[Named]:
-    """The networks of `archs` files, of `onnx` files (at their own batch, or that of
-    `input_shape`; refused with their unmapped nodes unless `allow_unmapped`), then of the
-    `networks` JSONL, in input order."""
+    """The networks of `archs` files, of `onnx` files (refused with their unmapped nodes unless
+    `allow_unmapped`), then of the `networks` JSONL, in input order. `batch` is the one `device`
+    times at, when known: archs and JSONL networks are built at it (else at 1), and an ONNX
+    network's N must be it (a dynamic N takes it; `input_shape` gives N, C, H, W)."""
     out = [
         Named(net.name, str(path), tuple(net.ops))
         for path in archs
-        for net in [load_arch(path, batch=batch, space=space, input_hw=input_hw)]
+        for net in [load_arch(path, batch=batch or 1, space=space, input_hw=input_hw)]
     ]
-    mapped = read_onnx_files(onnx, input_shape, allow_unmapped)
-    out += [Named(m.name, str(path), m.ops, mapping=m) for path, m in zip(onnx, mapped)]
+    if onnx:
+        from latkit.graphs import check_batch, read_onnx_files
+
+        mapped = read_onnx_files(onnx, input_shape, allow_unmapped, batch=batch)
+        if batch is not None:
+            mapped = [check_batch(m, batch, device) for m in mapped]
+        out += [Named(m.name, m.label, m.ops, mapping=m) for m in mapped]
     if networks is not None:
-        for line in read_network_lines(networks, batch, need_latency=False):
+        for line in read_network_lines(networks, batch or 1, need_latency=False):
             out.append(Named(line.name, str(networks), line.ops, line.latency_ms))
     if not out:
         raise LatkitError(
@@ -180,13 +193,22 @@ def stored_timing(
     return float(rows["median_ms"].iloc[-1]) if len(rows) else None
 
 
-def _device(device: str | DeviceConfig, store: MeasurementStore | None) -> tuple[str, int | None]:
-    """(name, batch size if known) of a device file, config, or name."""
+def device_config(device: str | Path | DeviceConfig) -> DeviceConfig | None:
+    """`device` as a config when it is one or a device file (a .yaml or .yml path, or any file
+    that exists); None when it is a device's name."""
     if isinstance(device, DeviceConfig):
-        return device.name, device.batch_size
+        return device
     path = Path(device)
     if path.suffix in (".yaml", ".yml") or path.is_file():
-        config = load_device(path)
+        return load_device(path)
+    return None
+
+
+def _device(device: str | DeviceConfig, store: MeasurementStore | None) -> tuple[str, int | None]:
+    """(name, batch size if known) of a device file, config, or name (whose batch is that of
+    the config the store holds for it, if any)."""
+    config = device_config(device)
+    if config is not None:
         return config.name, config.batch_size
     known = store.device(device) if store is not None else None
     if known and known["config"]:
@@ -194,9 +216,17 @@ def _device(device: str | DeviceConfig, store: MeasurementStore | None) -> tuple
     return device, None
 
 
-def _at_batch(network: Named, batch: int) -> Named:
-    ops = tuple(op.replace(batch=batch) for op in network.ops)
-    return dataclasses.replace(network, ops=ops)
+def _at_batch(network: Named, device: str, batch: int) -> Named:
+    """`network` at the device's batch, learnt only once its predictor is loaded: arch and JSONL
+    networks are rebuilt at it, while an ONNX network's N must already be it."""
+    if network.mapping is not None:
+        from latkit.graphs import check_batch
+
+        check_batch(network.mapping, batch, device)
+        return network
+    if batch == 1:
+        return network
+    return dataclasses.replace(network, ops=tuple(op.replace(batch=batch) for op in network.ops))
 
 
 def predict(
@@ -223,7 +253,8 @@ def predict(
         nets = read_networks(
             archs,
             networks,
-            batch=batch or 1,
+            device=name,
+            batch=batch,
             space=space,
             input_hw=input_hw,
             onnx=onnx,
@@ -232,11 +263,8 @@ def predict(
         )
         source = device.source if isinstance(device, DeviceConfig) else None
         predictor = load_predictor(name, Path(data_dir), device_file=source)
-        if batch is None and int(predictor.meta.get("batch", 1)) != 1:
-            # an ONNX network keeps the batch of its input shape
-            nets = [
-                net if net.mapping else _at_batch(net, int(predictor.meta["batch"])) for net in nets
-            ]
+        if batch is None:  # a device known by name alone: F's measurements have its batch
+            nets = [_at_batch(net, name, int(predictor.meta.get("batch", 1))) for net in nets]
         env_id = predictor.meta.get("env_id")
         return [
             answer(

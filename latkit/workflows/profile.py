@@ -84,16 +84,14 @@ def profile_network_ops(
     raw_dir: Path = Path("data/raw"),
     reporter: Reporter | None = None,
 ) -> ProfileSummary:
-    """Measure the distinct ops among `ops` (e.g. those of networks read from ONNX files) on
-    the device, resumable and stored like a space's. No calibration networks follow: those are
-    drawn from a space, and `latkit fit` learns the network terms from them."""
+    """Measure the distinct ops among `ops` (those of networks mapped from ONNX files: mapping
+    makes no zero op, and a network it leaves without ops is refused) on the device, resumable
+    and stored like a space's. No calibration networks follow: those are drawn from a space,
+    and `latkit fit` learns the network terms from them."""
     check_options(config, keep_files, only_unstable=only_unstable)
-    timed = [op for op in dict.fromkeys(ops) if op.type != "zero"]
-    if not timed:
-        raise LatkitError("no op to measure: the networks hold only zero ops")
     profiler = open_profiler(config, keep_files, raw_dir, reporter)
     try:
-        return profile_ops(profiler, timed, store, only_unstable=only_unstable)
+        return profile_ops(profiler, list(dict.fromkeys(ops)), store, only_unstable=only_unstable)
     finally:
         profiler.close()
 

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +27,30 @@ from latkit.errors import LatkitError
 from latkit.ops import OpSpec, from_key
 from latkit.predictors.fit import (
     DATA_DIR,
-    ENV_META,
     HELD_OUT_ORIGINS,
-    latest_env_rows,
+    env_of,
+    op_frame,
     op_predictor,
     predictor_path,
+    stored_networks,
 )
 from latkit.predictors.lut import imported_environment, imported_stats
-from latkit.predictors.networks import fit_networks, read_network_lines
+from latkit.predictors.networks import NetworkLine, fit_networks, read_network_lines
 from latkit.predictors.predictor import LatencyPredictor
 from latkit.predictors.transfer import (
     MIN_TRANSFER_NETWORKS,
+    Sample,
     Source,
     TransferReport,
     fit_transfer,
     pick_networks,
 )
-from latkit.profilers import Profiler, ProfilerOptions, get_profiler
+from latkit.profilers import Profiler
 from latkit.profilers.session import time_network
 from latkit.reporting import Reporter
 from latkit.spaces import Network, SearchSpace, builtin_spaces
 from latkit.store import MeasurementStore
-from latkit.workflows.profile import check_options
+from latkit.workflows.profile import check_options, open_profiler
 
 #: network timings that never feed a transfer fit: `validate` judges F on its own, and a
 #: search's are the networks it found (where F was already trusted), not a spread of the space
@@ -61,9 +63,6 @@ IMPORTED = "imported"
 MIN_SOURCE_NETWORKS = 3
 #: a device with op rows counts as a source when they cover this share of the space's ops
 MIN_OP_COVERAGE = 0.5
-
-Sample = tuple[tuple[OpSpec, ...], float]
-
 
 # --- the devices the store already knows ---------------------------------------------------------
 
@@ -94,24 +93,25 @@ def _op_source(
 ) -> Source | None:
     """`name` as a source from its op rows (latest environment), or None when they cover less
     than `MIN_OP_COVERAGE` of the space's ops at their batch size."""
-    frame = store.dataframe(name)
-    if frame.empty:
+    try:
+        rows = op_frame(store, name)
+    except LatkitError:  # no op rows: maybe a source by its networks
         return None
-    rows = latest_env_rows(frame)
-    rows = rows[rows["type"] != "zero"]
+    if rows.empty:  # (only zero ops)
+        return None
     batch = int(rows["batch"].iloc[-1])
     wanted = {op.key for op in space.distinct_ops(batch=batch)}
     if len(wanted & set(rows["key"])) < MIN_OP_COVERAGE * len(wanted):
         return None
-    saved = _saved_predictor(store, name, rows, data_dir)
+    saved = _saved_predictor(store, name, rows, data_dir, seed)
     return Source(name, saved or op_predictor(store, name, rows, seed), batch)
 
 
 def _saved_predictor(
-    store: MeasurementStore, name: str, rows: pd.DataFrame, data_dir: Path
+    store: MeasurementStore, name: str, rows: pd.DataFrame, data_dir: Path, seed: int
 ) -> LatencyPredictor | None:
     """The predictor `latkit fit` saved for `name`, if it was fitted on exactly these op rows
-    and the networks stored with them (same environment and count, fitted after the last of
+    and the networks stored with them (same seed, environment and count, fitted after the last of
     them was timed); None when in doubt, so the caller refits."""
     path = predictor_path(name, data_dir)
     if not path.exists():
@@ -122,8 +122,14 @@ def _saved_predictor(
         return None
     meta = saved.meta
     env_id = str(rows["env_id"].iloc[-1])
-    fitted_on = (saved.device, meta.get("source"), meta.get("env_id"), meta.get("n_ops"))
-    if fitted_on != (name, "ops", env_id, len(rows)):
+    fitted_on = (
+        saved.device,
+        saved.seed,
+        meta.get("source"),
+        meta.get("env_id"),
+        meta.get("n_ops"),
+    )
+    if fitted_on != (name, seed, "ops", env_id, len(rows)):
         return None
     return saved if _fitted_after(meta, store, name, rows, env_id) else None
 
@@ -149,11 +155,11 @@ def _network_source(
     store: MeasurementStore, space: SearchSpace, name: str, seed: int
 ) -> Source | None:
     """`name` as a source from its whole-network timings of the space, or None with too few."""
-    samples, _ = device_samples(store, name, space)
+    samples, env = device_samples(store, name, space)
     if len(samples) < MIN_SOURCE_NETWORKS:
         return None
     predictor, _ = fit_networks(samples, test_fraction=0, seed=seed, device=name)
-    return Source(name, predictor, samples[0][0][0].batch)
+    return Source(name, predictor, env["batch"])
 
 
 def device_samples(
@@ -161,37 +167,22 @@ def device_samples(
 ) -> tuple[list[Sample], dict[str, Any]]:
     """(the device's whole-network timings a transfer may fit on, their environment's meta):
     every origin but `NOT_FOR_TRANSFER`, only networks of `space` when given, of the latest
-    environment among them."""
+    environment that has any."""
     frame = store.networks(device)
     if frame.empty:
         return [], {}
     frame = frame[~frame["origin"].isin(list(NOT_FOR_TRANSFER))]
-    ops = [_ops(row.ops_json, int(row.batch)) for row in frame.itertuples()]
-    if space is not None:
-        keys = {op.key for op in space.distinct_ops()}
-        inside = [in_space(net, keys) for net in ops]
-        frame, ops = frame[inside], [net for net, keep in zip(ops, inside) if keep]
-    if frame.empty:
-        return [], {}
-    rows = latest_env_rows(frame)
-    latest = rows["env_id"].iloc[-1]
-    samples = [
-        (net, float(ms))
-        for net, ms, env in zip(ops, frame["median_ms"], frame["env_id"])
-        if env == latest
-    ]
-    meta = {k: _plain(rows[k].iloc[-1]) for k in ENV_META}
-    meta["batch"] = int(rows["batch"].iloc[-1])
-    return samples, meta
+    keys = None if space is None else {op.key for op in space.distinct_ops()}
+    for env_id in frame.sort_values("measured_at")["env_id"].unique()[::-1]:
+        samples = stored_networks(store, device, env_id, NOT_FOR_TRANSFER)
+        samples = [s for s in samples if keys is None or in_space(s[0], keys)]
+        if samples:
+            return samples, env_of(frame[frame["env_id"] == env_id])
+    return [], {}
 
 
 def _ops(ops_json: str, batch: int) -> tuple[OpSpec, ...]:
     return tuple(from_key(k, "proxylessnas", batch=batch) for k in json.loads(ops_json))
-
-
-def _plain(value: Any) -> Any:
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def in_space(ops: Sequence[OpSpec], keys: set[str]) -> bool:
@@ -260,6 +251,11 @@ def fit_device_transfer(
     """Fit and save `device`'s F from its few whole-network timings (`device_samples`) and the
     other devices of the space (`space_sources`; the space is inferred from the networks unless
     given). Too few networks, or no other device, is an error and nothing is written."""
+    if not store.dataframe(device).empty:
+        raise LatkitError(
+            f"{device!r} has op rows in {store.path}: fit it from them with `latkit fit "
+            f"--device {device}`; --transfer is for a device timed on whole networks only"
+        )
     samples, env = device_samples(store, device, space)
     where = f" of {space.name}" if space is not None else ""
     if len(samples) < MIN_TRANSFER_NETWORKS:
@@ -314,32 +310,51 @@ def profile_networks(
     n: int,
     *,
     fresh: bool = False,
-    seed: int = 0,
-    data_dir: Path = DATA_DIR,
     keep_files: bool = False,
     raw_dir: Path = Path("data/raw"),
     reporter: Reporter | None = None,
 ) -> FewShotProfile:
     """Time `n` whole networks of `space` on the device instead of every op: those
     `pick_networks` finds most informative given the other devices of the space in the store,
-    each with the estimator every timing uses, stored with origin `few-shot`. A network already
-    stored for this device and environment is not timed again (unless `fresh`), so a rerun
-    continues, and a larger `n` adds to the networks already timed (the picks are nested)."""
-    check_options(config, keep_files, fresh=fresh)
+    each with the estimator every timing uses, stored with origin `few-shot`. The networks
+    already timed so for this device and environment come first and are not timed again
+    (unless `fresh`), so a rerun continues and a larger `n` adds to them; networks `validate`
+    or a search timed stay theirs and are never picked."""
+    check_options(config, keep_files)
     started = time.perf_counter()
-    sources = space_sources(store, space, config.name, data_dir, seed)
-    networks = pick_networks(space, sources, n, batch=config.batch_size, seed=seed)
-    options = ProfilerOptions(keep_files=keep_files, raw_dir=raw_dir)
-    if reporter is not None:
-        options = replace(options, reporter=reporter)
-    profiler = get_profiler(config, options)
+    profiler = open_profiler(config, keep_files, raw_dir, reporter)
     try:
+        first, avoid = _stored_picks(store, profiler, space)
+        sources = space_sources(store, space, config.name)
+        networks = pick_networks(
+            space, sources, n, batch=config.batch_size, first=first, avoid=avoid
+        )
         timed = _time_networks(profiler, store, networks, fresh)
     finally:
         profiler.close()
     names = tuple(s.name for s in sources)
     wall = time.perf_counter() - started
     return FewShotProfile(config.name, space.name, profiler.label, names, tuple(timed), wall)
+
+
+def _stored_picks(
+    store: MeasurementStore, profiler: Profiler, space: SearchSpace
+) -> tuple[list[Network], set[tuple[OpSpec, ...]]]:
+    """(the space's networks this device and environment already timed as few-shot picks,
+    oldest first; the ops of those it timed for `NOT_FOR_TRANSFER` origins)."""
+    frame = store.networks(profiler.device.name)
+    if frame.empty:
+        return [], set()
+    frame = frame[frame["env_id"] == profiler.environment().env_id].sort_values("measured_at")
+    keys = {op.key for op in space.distinct_ops()}
+    first, avoid = [], set()
+    for row in frame.itertuples():
+        ops = _ops(row.ops_json, int(row.batch))
+        if row.origin == FEW_SHOT and in_space(ops, keys):
+            first.append(Network(ops, str(row.name)))
+        elif row.origin in NOT_FOR_TRANSFER:
+            avoid.add(ops)
+    return first, avoid
 
 
 def _time_networks(
@@ -383,8 +398,9 @@ def import_networks(
     path = Path(path)
     batch = 1 if isinstance(device, str) else device.batch_size
     lines = read_network_lines(path, batch)
-    store.register_device(device)
     name = device if isinstance(device, str) else device.name
+    _check_import(store, path, name, lines)
+    store.register_device(device)
     env = imported_environment(batch, path.name, "networks")
     new = 0
     for line in lines:
@@ -392,3 +408,23 @@ def import_networks(
         stats = imported_stats(line.latency_ms, math.nan, 0)
         store.add_network(name, line.ops, stats, env, name=line.name, origin=IMPORTED)
     return new, len(lines) - new
+
+
+def _check_import(
+    store: MeasurementStore, path: Path, name: str, lines: Sequence[NetworkLine]
+) -> None:
+    """Refuse what would store a network twice, or hide a device's own measurements: F fits
+    on one environment of a device, so imported timings beside latkit's would shadow them."""
+    seen: dict[tuple[OpSpec, ...], str] = {}
+    for line in lines:
+        if line.ops in seen:
+            raise LatkitError(f"{path}: the same network twice ({seen[line.ops]} and {line.name})")
+        seen[line.ops] = line.name
+    networks = store.networks(name)
+    measured = 0 if networks.empty else int((networks["origin"] != IMPORTED).sum())
+    if measured or not store.dataframe(name).empty:
+        raise LatkitError(
+            f"{name!r} already holds op rows or networks timed by latkit in {store.path}: "
+            f"import {path.name} under another device name (a device's F fits on one "
+            "environment)"
+        )
