@@ -236,6 +236,11 @@ def parse_device(data: object, source: str = "<device>") -> DeviceConfig:
         raise DeviceFileError(f"{source}: {exc}") from None
 
 
+def device_name(device: DeviceConfig | str) -> str:
+    """The name of a device given as a device file's config or, for imported data, by name."""
+    return device if isinstance(device, str) else device.name
+
+
 def load_device(path: str | Path) -> DeviceConfig:
     """Read and validate a device file; every failure is one DeviceFileError line."""
     return parse_device(read_yaml(path, "device file", DeviceFileError), str(path))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from latkit.devices import DeviceConfig
+from latkit.devices import DeviceConfig, device_name
 from latkit.errors import LatkitError
 from latkit.files import read_yaml, write_atomic
 from latkit.ops import DIALECTS, OP_FIELDS, OpSpec, detect_dialect, from_key, to_key
@@ -105,10 +105,6 @@ def read_lut(path: str | Path) -> tuple[str, list[LutEntry]]:
     return dialect, entries
 
 
-def _name(device: DeviceConfig | str) -> str:
-    return device if isinstance(device, str) else device.name
-
-
 def import_lut(
     store: MeasurementStore, path: str | Path, device: DeviceConfig | str
 ) -> tuple[str, int]:
@@ -118,7 +114,7 @@ def import_lut(
     path = Path(path)
     dialect, entries = read_lut(path)
     store.register_device(device)
-    device = _name(device)
+    device = device_name(device)
     for entry in entries:
         env = imported_environment(entry.op.batch, path.name, f"lut-{dialect}")
         stats = imported_stats(entry.mean, entry.std, entry.count)
@@ -266,5 +262,5 @@ def import_measurements(
     store.register_device(device)
     for op, stats in rows:
         env = imported_environment(op.batch, path.name, "csv")
-        store.add(_name(device), op, stats, env, origin=f"imported:{path.name}")
+        store.add(device_name(device), op, stats, env, origin=f"imported:{path.name}")
     return len(rows)

@@ -66,6 +66,14 @@ class Source:
         """x_d(n): this device's F of each whole network (its network terms included)."""
         return np.array([self.predictor.predict_network(self.at_batch(ops)) for ops in networks])
 
+    @property
+    def fitted_on(self) -> str:
+        """What this device's F was fitted on, e.g. "40 op rows" or "12 networks"."""
+        meta = self.predictor.meta
+        if meta.get("source") == "ops":
+            return f"{meta.get('n_ops')} op rows"
+        return f"{meta.get('n_networks')} networks"
+
 
 @dataclass(frozen=True)
 class TransferReport:

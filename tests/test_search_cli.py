@@ -82,7 +82,7 @@ def test_a_tighter_target_finds_a_faster_architecture(fitted, tmp_path):
             warmup_epochs=1,
             arch_every=1,
             arch_lr=0.05,
-            loss="add-linear",
+            loss="lagrangian",
             seed=0,
         )
         with torch_threads(1):
@@ -101,8 +101,10 @@ def test_a_tighter_target_finds_a_faster_architecture(fitted, tmp_path):
         history = result.history
         assert [r.phase for r in history] == ["warmup", "search", "search"]
         assert history[-1].arch_steps > 0
-    # Same seed, same batches: only the latency pressure differs, so the tighter target ends
-    # with a lower E[LAT]; its argmax architecture is never slower than the loose one's.
+    # Same seed, same batches: only T differs. The target-seeking loss drives E[LAT] toward each T
+    # (ProxylessNAS's add-linear would not do for this: under Adam its latency part moves α by
+    # about ±lr per step whatever T is, so the two runs differ only by noise in the table), and
+    # the tight run's argmax architecture is never slower than the loose one's.
     assert predicted["tight"][0] < predicted["loose"][0], predicted
     assert predicted["tight"][1] <= predicted["loose"][1], predicted
 

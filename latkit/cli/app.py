@@ -239,10 +239,6 @@ def require_config(device, what: str):
     raise LatkitError(f"{what} needs a device file: {device!r} is imported data with no profiler")
 
 
-def device_name(device) -> str:
-    return device if isinstance(device, str) else device.name
-
-
 # --- option types the commands share ----------------------------------------------------------
 # A command's signature names its options by these types, so that an option every command has
 # (`--db`, `--device`) is spelt, helped and checked in one place.

@@ -18,7 +18,6 @@ from latkit.cli.app import (
     StoredDevice,
     TimedDevice,
     app,
-    device_name,
     json_option,
     open_store,
     require_config,
@@ -27,6 +26,7 @@ from latkit.cli.app import (
 )
 from latkit.cli.graphs import AllowUnmapped, InputShape, onnx_input_shape, read_onnx
 from latkit.cli.output import console, indented, labelled, print_fields, reporting, wrap
+from latkit.devices import device_name
 from latkit.errors import LatkitError
 from latkit.files import replacing, write_json
 from latkit.workflows.defaults import MAX_NETWORKS

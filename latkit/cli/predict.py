@@ -21,7 +21,6 @@ from latkit.cli.app import (
     StoredDevice,
     TimedDevice,
     app,
-    device_name,
     json_option,
     open_store,
     require_config,
@@ -37,6 +36,7 @@ from latkit.cli.graphs import (
     warn_unmapped,
 )
 from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
+from latkit.devices import device_name
 from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.ops import MAX_RESOLUTION
@@ -409,7 +409,7 @@ def _print_transfer(result: TransferFit) -> None:
     for source in result.sources:
         share = report.shares.get(source.name)
         cell = "-" if share is None else f"{share:.1%}"
-        table.add_row(source.name, result.describe(source), str(source.batch), cell)
+        table.add_row(source.name, source.fitted_on, str(source.batch), cell)
     console.print(table)
     title = f"each of {report.n_networks} networks left out of the fit"
     console.print(_metrics_table(title, {"networks": report.held_out}))

@@ -18,7 +18,6 @@ from latkit.cli.app import (
     Db,
     Space,
     app,
-    device_name,
     json_option,
     open_store,
     require_config,
@@ -35,6 +34,7 @@ from latkit.cli.output import (
     shown,
     wrap,
 )
+from latkit.devices import device_name
 from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.workflows.defaults import (

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latkit.devices import DeviceConfig
+from latkit.devices import DeviceConfig, device_name
 from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.predictors import LatencyPredictor, load_predictor
@@ -413,7 +413,7 @@ def _start(
     space = load_space(space) if isinstance(space, str) else space
     if rounds < 1:
         raise LatkitError(f"--rounds must be >= 1, got {rounds}")
-    name = device if isinstance(device, str) else device.name
+    name = device_name(device)
     if predictor is None:
         source = None if isinstance(device, str) else device.source
         predictor = load_predictor(name, Path(data_dir), device_file=source)

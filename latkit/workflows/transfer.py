@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from latkit.devices import DeviceConfig
+from latkit.devices import DeviceConfig, device_name
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec, from_key
 from latkit.predictors.fit import (
@@ -221,21 +221,12 @@ class TransferFit:
     sources: tuple[Source, ...]
     path: Path
 
-    def describe(self, source: Source) -> str:
-        """What a source's F was fitted on, e.g. "40 op rows" or "12 networks"."""
-        meta = source.predictor.meta
-        if meta.get("source") == "ops":
-            return f"{meta.get('n_ops')} op rows"
-        return f"{meta.get('n_networks')} networks"
-
     def to_json(self) -> dict[str, Any]:
         return {
             "device": self.predictor.device,
             "space": self.space,
             "path": str(self.path),
-            "sources": {
-                s.name: {"fitted_on": self.describe(s), "batch": s.batch} for s in self.sources
-            },
+            "sources": {s.name: {"fitted_on": s.fitted_on, "batch": s.batch} for s in self.sources},
             **self.report.to_json(),
         }
 
@@ -398,7 +389,7 @@ def import_networks(
     path = Path(path)
     batch = 1 if isinstance(device, str) else device.batch_size
     lines = read_network_lines(path, batch)
-    name = device if isinstance(device, str) else device.name
+    name = device_name(device)
     _check_import(store, path, name, lines)
     store.register_device(device)
     env = imported_environment(batch, path.name, "networks")

@@ -288,7 +288,7 @@ def connect_usb(
     except adb_exceptions.UsbDeviceNotFoundError:
         raise AdbError(
             f"no Android device{which} on USB: plug it in, enable USB debugging "
-            "(README, 'Profile your phone over USB'), and check `latkit devices`"
+            "(docs/guides/phone.md, 'Over USB'), and check `latkit devices`"
         ) from None
     import usb1  # importable here: AdbDeviceUsb above needs it
 
@@ -311,7 +311,7 @@ def connect_usb(
     except usb1.USBErrorAccess:
         raise AdbError(
             "no permission to open the phone's USB device: add a udev rule for it "
-            "(README, 'Profile your phone over USB') or set `transport: adb-server`"
+            "(docs/guides/phone.md, 'Over USB') or set `transport: adb-server`"
         ) from None
     except usb1.USBError as exc:
         raise AdbError(f"USB error talking to the phone: {exc}; replug it and run again") from None

@@ -174,7 +174,7 @@ class AndroidProfiler(Profiler):
         if not value:
             raise LatkitError(
                 f"{self.source}: android.benchmark_model is not set; download LiteRT's "
-                "android_aarch64_benchmark_model (README, 'Profile your phone over USB') and give its path"
+                "android_aarch64_benchmark_model (docs/guides/phone.md, 'Over USB') and give its path"
             )
         path = Path(os.path.expanduser(value))
         if not path.is_absolute() and self.device.source:
@@ -184,7 +184,7 @@ class AndroidProfiler(Profiler):
         except FileNotFoundError:
             raise LatkitError(
                 f"{self.source}: android.benchmark_model {value} does not exist ({path}); "
-                "download LiteRT's android_aarch64_benchmark_model (README, 'Profile your phone over USB')"
+                "download LiteRT's android_aarch64_benchmark_model (docs/guides/phone.md, 'Over USB')"
             ) from None
         except OSError as exc:
             raise LatkitError(
