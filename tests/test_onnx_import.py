@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -436,6 +437,21 @@ def test_time_network_stores_the_rebuild_and_predict_shows_it(fitted):
     assert len(timed) == 1 and timed["name"].iloc[0] == "mbv2"
     entry = predict_json(fitted, "--onnx", fitted["net"])
     assert entry["measured_ms"] == pytest.approx(float(timed["median_ms"].iloc[0]))
+
+
+def test_time_network_says_how_to_remeasure_an_onnx_files_unstable_ops(fitted, tmp_path):
+    """The advice names the --onnx file the ops came from, not a space they are in no part of."""
+    db = tmp_path / "copy.sqlite"
+    with sqlite3.connect(fitted["db"]) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    args = ["time-network", "--device", fitted["device"], "--db", db, "--onnx", fitted["net"]]
+    assert invoke(*args).exit_code == 0
+    with sqlite3.connect(db) as store:
+        store.execute("UPDATE measurements SET unstable = 1")
+    printed = " ".join(invoke(*args).output.split())
+    remeasure = f"latkit profile --device {fitted['device']} --onnx {fitted['net']} --db {db}"
+    assert f"{remeasure} --only-unstable re-measures those of the --onnx files" in printed
+    assert "SPACE" not in printed
 
 
 def test_unmapped_nodes_stop_predict_unless_allowed(fitted, capsys, monkeypatch):

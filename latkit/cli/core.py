@@ -196,7 +196,9 @@ def profile(
     given = {config.name: arg for config, arg in zip(configs, device)}
     for outcome in outcomes:
         if outcome.summary:
-            command = _remeasure(given.get(outcome.device, outcome.device), space, db, limit)
+            command = _remeasure(
+                given.get(outcome.device, outcome.device), ["--space", space], db, limit
+            )
             _print_health(outcome.summary, command, fleet=len(outcomes) > 1)
     if json_out:
         data = outcomes[0].summary.to_json() if len(configs) == 1 else fleet.to_json()
@@ -331,16 +333,24 @@ def _print_unstable(summary) -> None:
         console.print(f"  ... and {len(shaky) - SHOWN_KEYS} more (latkit measurements lists them)")
 
 
-def _remeasure(device: str, space: str, db: str, limit: int | None) -> str:
-    """The command that re-measures a profile's unstable rows."""
+def _remeasure(device: str, what: list[str], db: str, limit: int | None = None) -> str:
+    """The command that re-measures the unstable rows of `what` (`--space S`, or `--onnx` files
+    with their options)."""
     from latkit.store import redact
 
-    words = ["latkit", "profile", "--device", device, "--space", space]
+    words = ["latkit", "profile", "--device", device, *what]
     if db != DEFAULT_DB:
         words += ["--db", redact(db)]
     if limit:
         words += ["--limit", str(limit)]
     return shlex.join([*words, "--only-unstable"])
+
+
+def _onnx_words(onnx: list[Path], input_shape: str | None, allow_unmapped: bool) -> list[str]:
+    """The --onnx options that map these files again as they were mapped now."""
+    words = [word for path in onnx for word in ("--onnx", str(path))]
+    words += ["--input-shape", input_shape] if input_shape else []
+    return words + (["--allow-unmapped"] if allow_unmapped else [])
 
 
 def _print_health(summary, command: str, fleet: bool) -> None:
@@ -518,11 +528,27 @@ def time_network(
     if health is not None:
         text = f"ops: {health.describe()}"
         if health.unstable:
-            text += f": {_remeasure(device, 'SPACE', db, None)} re-measures those of SPACE"
+            onnx_words = _onnx_words(onnx, input_shape, allow_unmapped)
+            text += f": {_remeasure_networks(device, db, bool(arch), onnx_words)}"
         for line in wrap(text, console.width):
             console.print(line, style="yellow" if health.unstable else None, soft_wrap=True)
     if json_out:
         write_json(json_out, {"device": config.name, "networks": [r.to_json() for r in rows]})
+
+
+def _remeasure_networks(device: str, db: str, arch: bool, onnx_words: list[str]) -> str:
+    """How to re-measure the unstable rows of the timed networks' ops: those of --onnx files as
+    `profile --onnx` measured them, those of --arch networks with their space's profile."""
+    commands = []
+    if onnx_words:
+        commands.append(
+            f"{_remeasure(device, onnx_words, db)} re-measures those of the --onnx files"
+        )
+    if arch:
+        commands.append(
+            f"{_remeasure(device, ['--space', 'SPACE'], db)} re-measures those of SPACE"
+        )
+    return "; ".join(commands)
 
 
 def _op_health(profiler, store, nets):
