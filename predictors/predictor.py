@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ class OpAnswer:
     low_ms: float
     high_ms: float
     source: str
+
+
+#: the interval source of a network the network terms price at or below 0 (`network_answer`)
+BEYOND_TERMS = "none: the network terms price it at or below 0, beyond the networks they fit"
 
 
 @dataclass(frozen=True)
@@ -374,10 +379,12 @@ class LatencyPredictor:
 
     def predict_network(self, ops: Sequence[OpSpec]) -> float:
         """A whole network's latency: the sum of its ops' contributions plus the overhead,
-        under its group's network terms (`group_of`) where groups were fitted."""
+        under its group's network terms (`group_of`) where groups were fitted. Never below 0:
+        terms that price a network at or below 0 (a negative overhead on a network of one or
+        two ops) are beyond the networks they were fitted on, which `network_answer` says."""
         group = self.group_of(ops)
         terms = self.terms if group is None else group.terms
-        return float(terms.predict(self._row(ops)))
+        return max(float(terms.predict(self._row(ops))), 0.0)
 
     def network_answer(self, ops: Sequence[OpSpec]) -> NetworkAnswer:
         """A whole network's latency with its interval: CV+ on held-out calibration networks
@@ -385,6 +392,8 @@ class LatencyPredictor:
         ops' intervals added up (as if every op erred the same way: wide, and blind to what
         only whole networks show)."""
         predicted = self.predict_network(ops)
+        if predicted == 0.0:
+            return NetworkAnswer(0.0, 0.0, math.inf, self.level, BEYOND_TERMS)
         group = self.group_of(ops)
         interval = self.network_interval_ if group is None else group.interval
         scale = (self.terms if group is None else group.terms).scale

@@ -50,6 +50,17 @@ def synthetic_networks(ops, predictor, n: int, seed: int, noise: float = 0.03):
     return out
 
 
+def test_a_network_the_terms_price_below_zero_gets_zero_and_no_interval(phone):
+    """A negative overhead on a one-op network would price it below 0, with an interval that
+    does not hold the answer: F says 0 and that the terms do not reach it."""
+    ops, y = phone
+    predictor = LatencyPredictor(family="additive", overhead_ms=-1e3).fit(ops, y)
+    answer = predictor.network_answer(ops[:1])
+    assert predictor.predict_network(ops[:1]) == answer.predicted_ms == 0.0
+    assert (answer.low_ms, answer.high_ms) == (0.0, np.inf)
+    assert "at or below 0" in answer.interval_source
+
+
 def test_network_terms_recover_known_terms_and_the_cv_plus_interval_covers(phone):
     ops, y = phone
     predictor = LatencyPredictor(family="additive").fit(ops, y)

@@ -3,6 +3,7 @@ latency tables."""
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -576,7 +577,8 @@ def predict(
             for col in ("op", "ms", "share", "from"):
                 detail.add_column(col, justify="right" if col in ("ms", "share") else "left")
             for share in a.ops:
-                detail.add_row(share.key, f"{share.ms:.4f}", f"{share.share:.1%}", share.source)
+                part = "-" if math.isnan(share.share) else f"{share.share:.1%}"
+                detail.add_row(share.key, f"{share.ms:.4f}", part, share.source)
             console.print(detail)
     if json_out:
         write_json(json_out, {"networks": [a.to_json(with_ops=ops) for a in answers]})

@@ -16,6 +16,7 @@ it, since op keys do not carry the batch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ class OpShare:
     source: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "ms": self.ms, "share": self.share, "source": self.source}
+        share = None if math.isnan(self.share) else self.share
+        return {"key": self.key, "ms": self.ms, "share": share, "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def answer(
     whole = predictor.network_answer(network.ops)
     explained = predictor.explain(network.ops)
     contributions = predictor.contribution(network.ops)
-    total = whole.predicted_ms or 1.0
+    total = whole.predicted_ms or math.nan  # a network priced at 0 has no shares
     shares = [
         OpShare(a.op.key, float(c), float(c) / total, a.source)
         for a, c in zip(explained, contributions)
