@@ -304,3 +304,21 @@ def test_a_device_with_zero_op_rows_only_is_no_source_and_no_crash(world, tmp_pa
     with MeasurementStore(db) as store:
         names = [s.name for s in space_sources(store, load_space(SPACE), "new-cpu", world["data"])]
     assert names == ["src-a", "src-b"]
+
+
+def test_a_few_op_rows_do_not_stop_a_transfer_fit_but_a_profile_does(world, few_shot, tmp_path):
+    """Op rows that `time-network` or `profile --onnx` leave (here 3 of the space's ops) are no
+    F of the space, so `fit --transfer` still fits from the networks; a profile of the space is
+    (then `latkit fit` fits from it, and --transfer is refused)."""
+    db = tmp_path / "copy.sqlite"
+    with sqlite3.connect(world["db"]) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    profile = ["profile", "--device", world["new"], "--space", SPACE, "--db", db]
+    ok(*profile, "--limit", 3)
+    out = tmp_path / "fit.json"
+    fit = ["fit", "--device", "new-cpu", "--transfer", "--db", db, "--data-dir", tmp_path / "d"]
+    ok(*fit, "--json", out)
+    assert json.loads(out.read_text())["n_networks"] == 8
+    ok(*profile)
+    result = invoke(*fit)
+    assert "'new-cpu' has op rows of proxyless-tiny" in str(result.exception)

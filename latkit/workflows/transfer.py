@@ -93,18 +93,24 @@ def _op_source(
 ) -> Source | None:
     """`name` as a source from its op rows (latest environment), or None when they cover less
     than `MIN_OP_COVERAGE` of the space's ops at their batch size."""
+    rows = _covering_rows(store, space, name)
+    if rows is None:
+        return None
+    saved = _saved_predictor(store, name, rows, data_dir, seed)
+    return Source(name, saved or op_predictor(store, name, rows, seed), int(rows["batch"].iloc[-1]))
+
+
+def _covering_rows(store: MeasurementStore, space: SearchSpace, name: str) -> pd.DataFrame | None:
+    """`name`'s op rows (latest environment, no zero ops) when they cover `MIN_OP_COVERAGE` of
+    the space's ops at their batch size: enough for an F of the space from them; else None."""
     try:
         rows = op_frame(store, name)
     except LatkitError:  # no op rows: maybe a source by its networks
         return None
     if rows.empty:  # (only zero ops)
         return None
-    batch = int(rows["batch"].iloc[-1])
-    wanted = {op.key for op in space.distinct_ops(batch=batch)}
-    if len(wanted & set(rows["key"])) < MIN_OP_COVERAGE * len(wanted):
-        return None
-    saved = _saved_predictor(store, name, rows, data_dir, seed)
-    return Source(name, saved or op_predictor(store, name, rows, seed), batch)
+    wanted = {op.key for op in space.distinct_ops(batch=int(rows["batch"].iloc[-1]))}
+    return rows if len(wanted & set(rows["key"])) >= MIN_OP_COVERAGE * len(wanted) else None
 
 
 def _saved_predictor(
@@ -241,12 +247,9 @@ def fit_device_transfer(
 ) -> TransferFit:
     """Fit and save `device`'s F from its few whole-network timings (`device_samples`) and the
     other devices of the space (`space_sources`; the space is inferred from the networks unless
-    given). Too few networks, or no other device, is an error and nothing is written."""
-    if not store.dataframe(device).empty:
-        raise LatkitError(
-            f"{device!r} has op rows in {store.path}: fit it from them with `latkit fit "
-            f"--device {device}`; --transfer is for a device timed on whole networks only"
-        )
+    given). Too few networks, no other device, or op rows of the device that cover the space
+    (F is fitted from those) is an error and nothing is written. Fewer op rows (those that
+    `time-network` or `profile --onnx` measured) do not count."""
     samples, env = device_samples(store, device, space)
     where = f" of {space.name}" if space is not None else ""
     if len(samples) < MIN_TRANSFER_NETWORKS:
@@ -256,6 +259,11 @@ def fit_device_transfer(
             "FILE --space SPACE --networks 10`, or import them with `latkit import-networks`"
         )
     space = space or infer_space(samples)
+    if _covering_rows(store, space, device) is not None:
+        raise LatkitError(
+            f"{device!r} has op rows of {space.name} in {store.path}: fit it from them with "
+            f"`latkit fit --device {device}`; --transfer is for a device timed on whole networks"
+        )
     sources = space_sources(store, space, device, data_dir, seed)
     predictor, report = fit_transfer(samples, sources, space=space, seed=seed, device=device)
     predictor.stamp(**env, space=space.name)
