@@ -75,6 +75,7 @@ class NetworkLine:
     name: str
     ops: tuple[OpSpec, ...]
     latency_ms: float | None
+    line: int
 
 
 def read_network_lines(
@@ -93,7 +94,8 @@ def read_network_lines(
         try:
             record = _json_object(line)
             name = _name(record, f"{path.name}:{number}")
-            out.append(NetworkLine(name, _ops(record, batch), _latency(record, need_latency)))
+            ops = _ops(record, batch)
+            out.append(NetworkLine(name, ops, _latency(record, need_latency), number))
         except LatkitError as exc:
             raise LatkitError(f"{path}:{number}: {exc}") from None
     if not out:

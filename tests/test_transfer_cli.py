@@ -276,9 +276,13 @@ def test_import_refuses_a_repeated_network_and_a_device_latkit_timed(
     lines = world["nets_b"].read_text().splitlines()
     twice = tmp_path / "twice.jsonl"
     twice.write_text("\n".join([lines[0], lines[1], lines[0]]) + "\n")
+    named = tmp_path / "named.jsonl"  # named lines are told apart by their numbers too
+    named.write_text("\n".join(json.dumps({**json.loads(lines[0]), "name": n}) for n in "ab"))
     before = snapshot(tmp_path)
     line = fail(["import-networks", twice, "--device", "fresh", "--db", db], monkeypatch, capsys)
     assert "the same network twice (twice.jsonl:1 and twice.jsonl:3)" in line
+    line = fail(["import-networks", named, "--device", "fresh", "--db", db], monkeypatch, capsys)
+    assert "the same network twice (named.jsonl:1 and named.jsonl:2)" in line
     args = ["import-networks", world["nets_b"], "--device", "src-a", "--db", db]
     line = fail(args, monkeypatch, capsys)
     assert "'src-a' already holds op rows or networks timed by latkit" in line

@@ -414,11 +414,14 @@ def _check_import(
 ) -> None:
     """Refuse what would store a network twice, or hide a device's own measurements: F fits
     on one environment of a device, so imported timings beside latkit's would shadow them."""
-    seen: dict[tuple[OpSpec, ...], str] = {}
+    seen: dict[tuple[OpSpec, ...], int] = {}
     for line in lines:
         if line.ops in seen:
-            raise LatkitError(f"{path}: the same network twice ({seen[line.ops]} and {line.name})")
-        seen[line.ops] = line.name
+            raise LatkitError(
+                f"{path}: the same network twice ({path.name}:{seen[line.ops]} and "
+                f"{path.name}:{line.line})"
+            )
+        seen[line.ops] = line.line
     networks = store.networks(name)
     measured = 0 if networks.empty else int((networks["origin"] != IMPORTED).sum())
     if measured or not store.dataframe(name).empty:
