@@ -16,6 +16,7 @@ given), or an input shape that contradicts a dim the file fixes, is one error na
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import numbers
 import warnings
@@ -51,7 +52,8 @@ class MappedNetwork:
     "NAME (OP_TYPE): why"; `nodes_mapped` counts the nodes folded into an op spec or computing
     nothing (Identity, Dropout), of `nodes_total`: the graph's nodes but those that only carry
     constants (Constant, and Identity of a constant). `input_shape` is the N, C, H, W it was
-    mapped at (N is every op's batch); `label` is what errors call it (its file)."""
+    mapped at (N is every op's batch), `fixes_batch` whether the file itself fixes that N (no
+    input shape can change it); `label` is what errors call it (its file)."""
 
     ops: tuple[OpSpec, ...]
     unmapped: tuple[str, ...]
@@ -60,6 +62,7 @@ class MappedNetwork:
     input_shape: tuple[int, ...]
     name: str
     label: str
+    fixes_batch: bool = False
 
     @property
     def share_mapped(self) -> float:
@@ -92,14 +95,17 @@ def check_batch(mapped: MappedNetwork, batch: int, device: str) -> MappedNetwork
     """`mapped`, when its N is the batch `device` times at. Op keys do not carry the batch, so a
     network at another N would be answered from, and shown beside, timings of the device's."""
     n = mapped.input_shape[0]
-    if n != batch:
-        shape = ",".join(map(str, (batch, *mapped.input_shape[1:])))
+    if n == batch:
+        return mapped
+    said = f"{mapped.label} has batch {n}, device {device} times batch {batch}"
+    other = f"or use a device file with batch_size: {n}"
+    if mapped.fixes_batch:
         raise LatkitError(
-            f"{mapped.label} has batch {n}, device {device} times batch {batch}: give "
-            f"--input-shape {shape} (input_shape=...; a file that fixes N needs exporting at "
-            f"batch {batch}) or use a device file with batch_size: {n}"
+            f"{said}: the file fixes N, so export it at batch {batch} (or with a dynamic N, "
+            f"which takes the device's) {other}"
         )
-    return mapped
+    shape = ",".join(map(str, (batch, *mapped.input_shape[1:])))
+    raise LatkitError(f"{said}: give --input-shape {shape} (input_shape=...) {other}")
 
 
 # --- input shapes --------------------------------------------------------------------------------
@@ -282,6 +288,8 @@ def read_model(
             raise LatkitError("a torch module needs input_shape, e.g. (1, 3, 224, 224)")
         label = name or type(source).__name__
         model = export_module(source, input_shape)
+        mapped = map_onnx(model, input_shape, name=name or label, label=label)
+        return dataclasses.replace(mapped, fixes_batch=False)  # its N is input_shape's
     else:
         raise LatkitError(
             f"cannot map a {type(source).__name__}: give an ONNX path, bytes, a ModelProto or a "
@@ -319,7 +327,8 @@ def map_onnx(
     batch of every op. Errors name `label` (the file)."""
     label = label or name
     shape = check_input_shape(input_shape) if input_shape is not None else None
-    dims = _input_dims(_data_input(model, label), shape, batch, label)
+    entry = _data_input(model, label)
+    dims = _input_dims(entry, shape, batch, label)
     try:
         inferred = set_input_shape(model, dims, label)
     except Exception as exc:
@@ -330,4 +339,8 @@ def map_onnx(
         f"{node.label} ({node.op}): {refused[node]}" for node in g.nodes if node in refused
     )
     total = len(g.nodes) - len(g.plumbing)
-    return MappedNetwork(tuple(ops), unmapped, total, total - len(refused), dims, name, label)
+    n = entry.type.tensor_type.shape.dim[0]
+    fixes = n.HasField("dim_value") and n.dim_value > 0
+    return MappedNetwork(
+        tuple(ops), unmapped, total, total - len(refused), dims, name, label, fixes
+    )

@@ -482,9 +482,23 @@ BAD_FILES = {
     ),
     "batch 2": (
         lambda: export_module(mobilenet_v2_like(), (2, 3, 64, 64)).SerializeToString(),
-        "has batch 2, device test-cpu times batch 1: give --input-shape 1,3,64,64",
+        "has batch 2, device test-cpu times batch 1: the file fixes N, so export it at batch 1",
     ),
 }
+
+
+def test_a_batch_from_the_input_shape_is_told_to_change_it(tmp_path, monkeypatch, capsys):
+    """Where N came from --input-shape, not from the file, the shape is what to change."""
+    path = tmp_path / "model.onnx"
+    net = to_onnx(mobilenet_v2_like(), 64, dynamic_axes={"input": {0: "n"}})
+    path.write_bytes(net.SerializeToString())
+    device, db = write_device(tmp_path / "d.yaml"), tmp_path / "s.sqlite"
+    args = ["predict", "-d", device, "--onnx", path, "--input-shape", "2,3,64,64", "--db", db]
+    line = fail(args, monkeypatch, capsys)
+    assert "has batch 2, device test-cpu times batch 1: give --input-shape 1,3,64,64" in line
+    args[args.index("2,3,64,64")] = "1,3,64,64"  # and the advice, followed, is taken
+    line = fail([*args, "--data-dir", tmp_path / "none"], monkeypatch, capsys)
+    assert line.startswith("error: no predictor")
 
 
 @pytest.mark.parametrize("case", BAD_FILES)
