@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -26,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -116,18 +117,40 @@ _V1_EXACT = (
 _V3_SE_STYLE = "UPDATE measurements SET se_style = 'mbv3' WHERE se_style IS NULL"
 
 
+#: `scheme://`: a URL, never a SQLite file's path (which would put its password on disk)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def is_url(location: str | Path) -> bool:
-    """Whether `--db` names a PostgreSQL database rather than a SQLite file."""
-    return str(location).startswith(URL_SCHEMES)
+    """Whether `--db` names a PostgreSQL database rather than a SQLite file (the scheme in any
+    case); any other `scheme://` is refused (`check_location`)."""
+    return str(location).lower().startswith(URL_SCHEMES)
+
+
+def check_location(location: str) -> None:
+    """Refuse a URL of another scheme than PostgreSQL's: taken for a path, it would create
+    folders named after it, password and all."""
+    if _SCHEME.match(location) and not is_url(location):
+        raise LatkitError(
+            f"--db {redact(location)}: not a SQLite file or a postgresql:// URL "
+            f"(latkit stores in {' or '.join(URL_SCHEMES)} databases or SQLite files)"
+        )
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URL without its password (after the user name, or a `password=` parameter), for
+    messages; a URL too malformed to parse keeps only its scheme."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return f"{url.split('://', 1)[0]}://***"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = f"{parts.username}:***@{netloc.rsplit('@', 1)[1]}"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    shown = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    return shown + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _upsert(table: str, columns: Sequence[str], key: Sequence[str], update: str = "") -> str:
@@ -273,6 +296,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _scrubbed(text: str, location: str) -> str:
+    """`text` (a driver's message) with the store's URL and its password masked: libpq quotes
+    a URL it cannot parse whole."""
+    if not is_url(location):
+        return text
+    text = text.replace(location, redact(location))
+    try:
+        password = urlsplit(location).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 class MeasurementStore:
     """Rows of measured ops and networks in SQLite (a path) or PostgreSQL (a URL). Cheap to open;
     safe to kill at any time."""
@@ -281,6 +317,10 @@ class MeasurementStore:
         """Open the store at `path`; `lazy`: a SQLite file that does not exist yet is created on
         the first write, not now (until then reads see an empty store)."""
         self.location = str(path)
+        check_location(self.location)
+        if is_url(self.location):  # libpq takes the scheme in lower case only
+            scheme, rest = self.location.split("://", 1)
+            self.location = f"{scheme.lower()}://{rest}"
         #: what messages call the store: the file, or the URL without its password
         self.path: Path | str = redact(self.location) if is_url(path) else Path(path)
         #: a SQLite file that does not exist yet: an empty stand-in until the first write
@@ -302,7 +342,7 @@ class MeasurementStore:
             raise
         except Exception as exc:  # sqlite3/psycopg/OS errors: one line naming the store
             raise LatkitError(
-                f"{self.path}: cannot open the measurement store ({_one_line(exc)}); "
+                f"{self.path}: cannot open the measurement store ({_scrubbed(_one_line(exc), self.location)}); "
                 "choose a writable path or a reachable database with --db"
             ) from None
         try:
@@ -313,7 +353,7 @@ class MeasurementStore:
         except (*db.errors, OSError) as exc:
             db.close()
             raise LatkitError(
-                f"{self.path}: cannot open the measurement store for writing ({_one_line(exc)}); "
+                f"{self.path}: cannot open the measurement store for writing ({_scrubbed(_one_line(exc), self.location)}); "
                 "choose a writable path with --db"
             ) from None
         return db
@@ -396,7 +436,7 @@ class MeasurementStore:
             return [d[0] for d in cursor.description], cursor.fetchall()
         except db.errors as exc:
             raise LatkitError(
-                f"{self.path}: cannot read the measurement store ({_one_line(exc)})"
+                f"{self.path}: cannot read the measurement store ({_scrubbed(_one_line(exc), self.location)})"
             ) from None
 
     def _frame(self, table: str, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
@@ -420,7 +460,7 @@ class MeasurementStore:
                 return db.execute(sql, params).rowcount
         except db.errors as exc:
             raise LatkitError(
-                f"{self.path}: cannot write the measurement store ({_one_line(exc)})"
+                f"{self.path}: cannot write the measurement store ({_scrubbed(_one_line(exc), self.location)})"
             ) from None
 
     # --- devices --------------------------------------------------------------------------------

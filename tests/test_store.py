@@ -329,6 +329,31 @@ def test_unreachable_server_is_one_line_without_the_password():
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cret@[::1/db",  # libpq quotes a URL it cannot parse
+        "postgresql:///db?password=s3cret&host=127.0.0.1&port=1",
+        "POSTGRESQL://u:s3cret@127.0.0.1:1/db",
+        "postgres://u@127.0.0.1:1/db?sslmode=disable&PASSWORD=s3cret",
+    ],
+)
+def test_no_form_of_url_prints_its_password(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LatkitError, match="cannot open the measurement store") as info:
+        MeasurementStore(url)
+    assert "s3cret" not in str(info.value) and "\n" not in str(info.value)
+    assert not any(tmp_path.iterdir())  # no folder named after it
+
+
+@pytest.mark.parametrize("url", ["mysql://u:s3cret@h/db", "sqlite:///x.sqlite"])
+def test_another_scheme_is_refused_not_taken_for_a_path(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LatkitError, match="not a SQLite file or a postgresql:// URL") as info:
+        MeasurementStore(url, lazy=True)
+    assert "s3cret" not in str(info.value) and not any(tmp_path.iterdir())
+
+
 def test_unwritable_folder_is_clear(tmp_path):
     (tmp_path / "ro").mkdir()
     with read_only(tmp_path / "ro") as folder:
