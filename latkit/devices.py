@@ -236,6 +236,18 @@ def parse_device(data: object, source: str = "<device>") -> DeviceConfig:
         raise DeviceFileError(f"{source}: {exc}") from None
 
 
+def is_device_file(value: str | Path) -> bool:
+    """Whether a --device value names a device file (a .yaml or .yml path, or any file) rather
+    than a device by name; a value no path can be (too long) is a name."""
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml"):
+        return True
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def device_name(device: DeviceConfig | str) -> str:
     """The name of a device given as a device file's config or, for imported data, by name."""
     return device if isinstance(device, str) else device.name

@@ -26,6 +26,8 @@ def read_text(path: str | Path, what: str, error: type[LatkitError] = LatkitErro
         raise error(f"{path}: {what} not found") from None
     except OSError as exc:
         raise error(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text, so no readable {what}") from None
 
 
 def read_yaml(path: str | Path, what: str, error: type[LatkitError] = LatkitError) -> Any:

@@ -375,6 +375,13 @@ def from_key(key: str, dialect: str | None = None, batch: int = 1) -> OpSpec:
     dialect = dialect or detect_dialect(key)
     if dialect not in DIALECTS:
         raise LatkitError(f"key dialect {dialect!r} is not one of {', '.join(DIALECTS)}")
+    try:
+        return _parse_key(key, dialect, batch)
+    except (ZeroDivisionError, OverflowError):  # a size of 0, or one no float holds
+        raise KeyError_(f"key {key!r}: its sizes must be positive and finite") from None
+
+
+def _parse_key(key: str, dialect: str, batch: int) -> OpSpec:
     if match := _MBCONV.match(key):
         hi, _, cin, ho, _, cout = (int(match[i]) for i in range(2, 8))
         expand_text, kernel, stride, skip = (

@@ -14,7 +14,6 @@ mostly the rescaled prior.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +67,12 @@ class CalibratedModel(Model):
         return cls(base, float(state["scale"]), weights)
 
 
+#: the latencies a timing may have, in ms: a nanosecond to about three hours
+MIN_MS, MAX_MS = 1e-6, 1e7
+#: the longest network name a line may give
+MAX_NAME = 200
+
+
 @dataclass(frozen=True)
 class NetworkLine:
     """One line of a NETS.jsonl file: a network's ops, its measured latency if given, a name."""
@@ -88,7 +93,7 @@ def read_network_lines(
     the file and the line, never as a traceback or a value quietly taken for another."""
     path = Path(path)
     out = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_text(path, "network timings").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -101,14 +106,6 @@ def read_network_lines(
     if not out:
         raise LatkitError(f"{path}: no networks in the file")
     return out
-
-
-def _read_lines(path: Path) -> list[str]:
-    """The file's lines; bytes that are not UTF-8 are an error naming the file."""
-    try:
-        return read_text(path, "network timings").splitlines()
-    except UnicodeDecodeError:
-        raise LatkitError(f"{path}: not UTF-8 text") from None
 
 
 def _json_object(line: str) -> dict[str, Any]:
@@ -133,6 +130,9 @@ def _name(record: dict[str, Any], default: str) -> str:
         return default
     if not isinstance(name, str):
         raise LatkitError("`name` must be a string")
+    if not name.isprintable() or len(name) > MAX_NAME:
+        # JSON escapes allow lone surrogates (no store can hold them) and control characters
+        raise LatkitError(f"`name` must be printable text of at most {MAX_NAME} characters")
     return name
 
 
@@ -162,16 +162,20 @@ def _op(op: Any, batch: int) -> OpSpec:
 
 
 def _latency(record: dict[str, Any], need: bool) -> float | None:
-    """`latency_ms` (null counts as missing): a finite number > 0. JSON's true is not 1 ms, and
-    the bound is checked before float(), which overflows on a long integer literal."""
+    """`latency_ms` (null counts as missing): a number of ms in [`MIN_MS`, `MAX_MS`]. JSON's
+    true is not 1 ms; the bounds are checked before float(), which overflows on a long integer
+    literal; and a timing of 1e-300 ms is no timing (its fit fails to converge)."""
     value = record.get("latency_ms")
     if value is None:
         if need:
             raise LatkitError("missing field 'latency_ms'")
         return None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not 0 < value <= sys.float_info.max:
-        raise LatkitError("needs a non-empty `ops` and latency_ms > 0 (a finite number)")
+    if not number or not MIN_MS <= value <= MAX_MS:
+        raise LatkitError(
+            f"needs a non-empty `ops` and latency_ms > 0 (a number of ms from {MIN_MS:g} to "
+            f"{MAX_MS:g})"
+        )
     return float(value)
 
 

@@ -390,10 +390,15 @@ class LatencyPredictor:
         """A whole network's latency with its interval: CV+ on held-out calibration networks
         of its group (or residuals of held-out networks) when the predictor has them, else the
         ops' intervals added up (as if every op erred the same way: wide, and blind to what
-        only whole networks show)."""
-        predicted = self.predict_network(ops)
-        if predicted == 0.0:
-            return NetworkAnswer(0.0, 0.0, math.inf, self.level, BEYOND_TERMS)
+        only whole networks show). A network priced at 0 (`predict_network`) has no interval:
+        (0, inf), with the reason the interval already had, else `BEYOND_TERMS`."""
+        answer = self._network_answer(ops, self.predict_network(ops))
+        if answer.predicted_ms > 0:
+            return answer
+        source = answer.interval_source if math.isinf(answer.high_ms) else BEYOND_TERMS
+        return NetworkAnswer(0.0, 0.0, math.inf, self.level, source)
+
+    def _network_answer(self, ops: Sequence[OpSpec], predicted: float) -> NetworkAnswer:
         group = self.group_of(ops)
         interval = self.network_interval_ if group is None else group.interval
         scale = (self.terms if group is None else group.terms).scale

@@ -121,6 +121,10 @@ def test_network_samples_read_from_jsonl(tmp_path, networks):
         (f'{{"ops": ["{KEY}"], "latency_ms": "2"}}', r":2: needs .* latency_ms > 0"),
         (f'{{"ops": ["{KEY}"], "latency_ms": null}}', r":2: missing field 'latency_ms'"),
         (f'{{"ops": ["{KEY}"], "latency_ms": 2, "name": 5}}', r":2: `name` must be a string"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": 2, "name": "\\udc80"}}', r":2: `name` must be"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": 1e-300}}', r":2: needs .* from 1e-06 to 1e\+07"),
+        ('{"ops": ["Conv-input:0x0x0-output:0x0x0"], "latency_ms": 2}', r":2: key .* positive"),
+        (f'{{"ops": ["{KEY}"], "latency_ms": 1.6e308}}', r":2: needs .* latency_ms > 0"),
     ],
 )
 def test_bad_network_lines_name_their_line(tmp_path, networks, line, message):

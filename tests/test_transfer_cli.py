@@ -326,3 +326,17 @@ def test_a_few_op_rows_do_not_stop_a_transfer_fit_but_a_profile_does(world, few_
     ok(*profile)
     result = invoke(*fit)
     assert "'new-cpu' has op rows of proxyless-tiny" in str(result.exception)
+
+
+def test_a_device_name_no_path_can_hold_and_a_binary_device_file_are_one_line(
+    world, tmp_path, monkeypatch, capsys
+):
+    db = tmp_path / "s.sqlite"
+    args = ["import-networks", world["nets_b"], "--db", db, "--device"]
+    line = fail([*args, "x" * 3000], monkeypatch, capsys)
+    assert "a device name may only hold" in line and "(at most 100)" in line
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    line = fail([*args, binary], monkeypatch, capsys)
+    assert line == f"error: {binary}: not UTF-8 text, so no readable device file"
+    assert not db.exists()

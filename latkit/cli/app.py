@@ -213,11 +213,10 @@ def resolve_device(value: str, store=None):
     Returns the DeviceConfig when one is known (a file, or a name whose file was registered),
     else the bare name (imported data has a name but no file).
     """
-    from latkit.devices import load_device, parse_device
+    from latkit.devices import is_device_file, load_device, parse_device
 
-    path = Path(value)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return load_device(path)
+    if is_device_file(value):
+        return load_device(value)
     if store is not None:
         known = store.device(value)
         if known is not None:

@@ -37,7 +37,7 @@ from latkit.cli.graphs import (
     warn_unmapped,
 )
 from latkit.cli.output import console, err_console, labelled, print_fields, reporting, shown
-from latkit.devices import device_name
+from latkit.devices import device_name, is_device_file
 from latkit.errors import LatkitError
 from latkit.files import write_json
 from latkit.ops import MAX_RESOLUTION
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from latkit.workflows.transfer import TransferFit
 
 DATA_HELP = "Folder for predictors and reports (the predictor goes to `DATA_DIR/<device>/`)."
-NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")  # as a device file's `name`
 #: more networks than anyone times or fits on: a larger count is a typo
 MAX_NETWORKS = 100_000
 
@@ -220,14 +220,7 @@ def _import_target(value: str, store):
     """The device rows are imported under: a device file's config (given, or registered for a
     name the store knows, so that its batch size holds), or a (new) plain name. Not registered
     here: the import registers it once the file has been read and checked."""
-    path = Path(value)
-    if path.suffix in (".yaml", ".yml") or path.exists() or store.device(value) is not None:
-        return resolve_device(value, store)
-    if not NAME.match(value):
-        raise LatkitError(
-            f"--device {value!r}: a device name may only hold letters, digits, '.', '_' and '-'"
-        )
-    return value
+    return _network_target(value, store)[0]
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -426,12 +419,12 @@ def _print_transfer(result: TransferFit) -> None:
 def _network_target(device: str, store) -> tuple[object, bool]:
     """(the device a network fit is for, whether it is new): a device file, a known device, or
     a new name, which the fit creates once it succeeds (it has no device file)."""
-    path = Path(device)
-    if path.suffix in (".yaml", ".yml") or path.exists() or store.device(device) is not None:
+    if is_device_file(device) or store.device(device) is not None:
         return resolve_device(device, store), False
     if not NAME.match(device):
         raise LatkitError(
-            f"--device {device!r}: a device name may only hold letters, digits, '.', '_' and '-'"
+            f"--device {device!r}: a device name may only hold letters, digits, '.', '_' and '-' "
+            "(at most 100)"
         )
     return device, True
 
@@ -456,12 +449,7 @@ def _prior(store, name: str, prior: str | None, calibrate: bool, seed: int, data
         return LatencyPredictor(seed=seed, device=name).fit(ops, latencies).stamp(**env)
     if prior is None:
         return None
-    path = Path(prior)
-    reference = (
-        device_name(resolve_device(prior, store))
-        if path.suffix in (".yaml", ".yml") or path.exists()
-        else prior
-    )
+    reference = device_name(resolve_device(prior, store)) if is_device_file(prior) else prior
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         base = load_predictor(reference, data_dir)

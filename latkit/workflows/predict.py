@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latkit.devices import DeviceConfig, load_device
+from latkit.devices import DeviceConfig, is_device_file, load_device
 from latkit.errors import LatkitError
 from latkit.ops import OpSpec
 from latkit.predictors.fit import DATA_DIR, load_predictor
@@ -200,10 +200,7 @@ def device_config(device: str | Path | DeviceConfig) -> DeviceConfig | None:
     that exists); None when it is a device's name."""
     if isinstance(device, DeviceConfig):
         return device
-    path = Path(device)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        return load_device(path)
-    return None
+    return load_device(device) if is_device_file(device) else None
 
 
 def _device(device: str | DeviceConfig, store: MeasurementStore | None) -> tuple[str, int | None]:
