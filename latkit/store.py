@@ -139,7 +139,9 @@ def check_location(location: str) -> None:
 
 def redact(url: str) -> str:
     """The URL without its password (after the user name, or a `password=` parameter), for
-    messages; a URL too malformed to parse keeps only its scheme."""
+    messages; a URL too malformed to parse keeps only its scheme, and a path is left as it is."""
+    if not _SCHEME.match(url):
+        return url
     try:
         parts = urlsplit(url)
         password = parts.password

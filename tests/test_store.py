@@ -327,6 +327,7 @@ def test_unreachable_server_is_one_line_without_the_password():
     message = str(info.value)
     assert "\n" not in message and "s3cret" not in message and "me:***@127.0.0.1:1" in message
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact("data/s.sqlite") == "data/s.sqlite"  # a path is no URL
 
 
 @pytest.mark.parametrize(
